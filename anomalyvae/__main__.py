@@ -1,0 +1,3 @@
+from anomalyvae.cli.main import main
+
+main()

@@ -1,0 +1,142 @@
+"""The one typed configuration object: defaults here, YAML files override them, CLI flags override both."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import AnomalyVAEError
+
+DATASETS = ("mnist", "fashion-mnist", "folder")
+ARCHS = ("mlp", "conv")
+SCORES = ("recon", "elbo", "iwae", "latent", "combined")
+
+
+@dataclass
+class Config:
+    # data
+    dataset: str = "mnist"
+    data_dir: str | None = None  # None: $ANOMALYVAE_DATA_DIR, else ./data
+    train_dir: str | None = None  # --dataset folder: a folder of normal images
+    normal: str = "0-8"  # classes treated as normal (ignored for --dataset folder)
+    val_fraction: float = 0.1  # held out of the normal training data for early stopping and calibration
+    limit: int | None = None  # use at most this many training images (quick runs, tests)
+    image_size: int = 28
+    # model
+    arch: str = "conv"
+    latent_dim: int = 16
+    hidden: int = 400  # MLP hidden width (the seeds' 784-400-20 uses 400)
+    channels: int = 32  # conv model: channels of the first layer, doubled in the second
+    # training
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    patience: int = 5  # early stopping: epochs without a better validation negative ELBO
+    kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    # scoring and threshold
+    score: str = "elbo"  # the score that is_anomaly and the threshold use
+    iwae_samples: int = 16
+    latent_components: int = 8  # Gaussian mixture over mu of the normal data
+    fpr: float = 0.05  # target false-positive rate on held-out normal data
+    # tracking
+    experiment: str = "anomalyvae"
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else MLflow's default (sqlite mlflow.db)
+
+    def validate(self) -> "Config":
+        def bad(name: str, why: str) -> AnomalyVAEError:
+            return AnomalyVAEError(f"config: '{name}' {why}")
+
+        if self.dataset not in DATASETS:
+            raise bad("dataset", f"is {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.arch not in ARCHS:
+            raise bad("arch", f"is {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.score not in SCORES:
+            raise bad("score", f"is {self.score!r}; choose one of {', '.join(SCORES)}")
+        if self.dataset != "folder":
+            from .classes import parse_classes
+
+            parse_classes(self.normal)
+        if self.dataset == "folder" and not self.train_dir:
+            raise bad("train_dir", "is missing; --dataset folder needs --train-dir DIR of normal images")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise bad("val_fraction", f"is {self.val_fraction}; it must lie strictly between 0 and 1")
+        if not 0.0 < self.fpr < 1.0:
+            raise bad("fpr", f"is {self.fpr}; it must lie strictly between 0 and 1 (e.g. 0.05)")
+        for name in ("epochs", "batch_size", "latent_dim", "hidden", "channels", "iwae_samples",
+                     "latent_components", "image_size"):
+            if getattr(self, name) < 1:
+                raise bad(name, f"is {getattr(self, name)}; it must be at least 1")
+        if self.patience < 0 or self.kl_warmup_epochs < 0:
+            raise bad("patience", "and kl_warmup_epochs must not be negative")
+        if self.lr <= 0:
+            raise bad("lr", f"is {self.lr}; it must be positive")
+        if self.limit is not None and self.limit < 2:
+            raise bad("limit", f"is {self.limit}; it must be at least 2 (or unset)")
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or os.environ.get("ANOMALYVAE_DATA_DIR") or "data")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, hint: str) -> Any:
+    """YAML gives ints where floats are meant and strings for '0-8'; accept those, refuse the rest."""
+    optional = "None" in hint
+    if value is None:
+        if optional:
+            return None
+        raise AnomalyVAEError(f"config: '{name}' must not be empty")
+    base = hint.replace(" | None", "")
+    if base == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if base == "str" and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    raise AnomalyVAEError(f"config: '{name}' must be {base}, got {type(value).__name__} {value!r}")
+
+
+def update(cfg: Config, values: dict[str, Any], source: str = "overrides") -> Config:
+    """Return a copy of cfg with values applied; unknown keys and wrong types are errors, not ignored."""
+    hints = {f.name: f.type for f in fields(Config)}  # strings such as "int | None" (postponed annotations)
+    changes = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in hints:
+            known = ", ".join(sorted(hints))
+            raise AnomalyVAEError(f"{source}: unknown key '{key}'; known keys are: {known}")
+        changes[name] = _coerce(name, value, hints[name])
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnomalyVAEError(f"config file {p} does not exist; pass an existing YAML file to --config") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise AnomalyVAEError(f"config file {p} could not be read as YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AnomalyVAEError(f"config file {p} must hold a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def make_config(config_file: str | os.PathLike | None = None, **overrides: Any) -> Config:
+    """Defaults <- YAML file <- overrides (None means 'not given'), validated."""
+    cfg = Config()
+    if config_file is not None:
+        cfg = update(cfg, load_yaml(config_file), source=str(config_file))
+    cfg = update(cfg, {k: v for k, v in overrides.items() if v is not None})
+    return cfg.validate()

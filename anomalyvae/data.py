@@ -1,0 +1,141 @@
+"""Datasets held whole in memory as uint8 tensors: MNIST, Fashion-MNIST (IDX files) or a folder of images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .classes import parse_classes
+from .config import Config
+from .errors import DataError
+from .idx import read_idx
+from .images import display_path, load_folder
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# where each dataset's four files may lie, relative to the data folder (torchvision's layout included)
+SUBDIRS = {"mnist": ["", "mnist", "MNIST/raw"], "fashion-mnist": ["", "fashion-mnist", "FashionMNIST/raw"]}
+SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")]}  # Debian: dataset-fashion-mnist
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
+
+
+@dataclass
+class Split:
+    """Images as (N, H, W) uint8 and labels as (N,) int64 (-1 where unknown, as for a folder)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        return Split(self.images[index], self.labels[index])
+
+
+def _find(stem: str, folders: list[Path]) -> Path | None:
+    for folder in folders:
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _candidate_dirs(dataset: str, data_dir: Path) -> list[Path]:
+    return [data_dir / sub for sub in SUBDIRS[dataset]] + SYSTEM_DIRS.get(dataset, [])
+
+
+def locate(dataset: str, data_dir: Path, split: str, download: bool = True) -> tuple[Path, Path]:
+    """Paths of the image and label file of one split; downloads with torchvision when they are missing."""
+    folders = _candidate_dirs(dataset, data_dir)
+    found = [_find(stem, folders) for stem in FILES[split]]
+    if all(found):
+        return found[0], found[1]
+    reason = "download disabled"
+    if download:
+        try:
+            _download(dataset, data_dir)
+            found = [_find(stem, folders) for stem in FILES[split]]
+            if all(found):
+                return found[0], found[1]
+        except Exception as e:  # no internet, proxy, mirror down: all end in the same advice
+            reason = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+    names = ", ".join(s + ".gz" for pair in FILES.values() for s in pair)
+    hint = " or `apt-get install dataset-fashion-mnist`" if dataset == "fashion-mnist" else ""
+    raise DataError(
+        f"{dataset} not found in {data_dir} ({reason}); put {names} in {data_dir} "
+        f"(or pass --data-dir / set ANOMALYVAE_DATA_DIR){hint}"
+    )
+
+
+def _download(dataset: str, data_dir: Path) -> None:
+    from torchvision import datasets
+
+    cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
+    for train in (True, False):
+        cls(root=str(data_dir), train=train, download=True)
+
+
+def load_idx_split(dataset: str, data_dir: Path, split: str, size: int = 28, download: bool = True) -> Split:
+    images_path, labels_path = locate(dataset, data_dir, split, download)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{images_path}: expected a 3-d uint8 image array, got {images.ndim}-d {images.dtype}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images; "
+            "the files do not belong together, re-download them"
+        )
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{labels_path}: label {labels.max()} is out of range 0-9; the file is not a label file")
+    out = torch.from_numpy(images.copy())
+    if out.shape[1:] != (size, size):
+        out = resize(out, size)
+    return Split(out, torch.from_numpy(labels.astype(np.int64)))
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    x = torch.nn.functional.interpolate(images[:, None].float(), size=(size, size), mode="bilinear",
+                                        antialias=True, align_corners=False)
+    return x[:, 0].round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass
+class TrainData:
+    train: Split
+    val: Split  # held-out normal data: early stopping and threshold calibration
+    skipped: list  # folder datasets: files that could not be read
+
+
+def load_train(cfg: Config) -> TrainData:
+    """The normal training data with a seeded hold-out; anomaly classes never enter it."""
+    skipped: list = []
+    if cfg.dataset == "folder":
+        arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size)
+        data = Split(torch.from_numpy(arr), torch.full((len(arr),), -1, dtype=torch.int64))
+    else:
+        normal = parse_classes(cfg.normal)
+        full = load_idx_split(cfg.dataset, cfg.resolved_data_dir(), "train", cfg.image_size)
+        data = full.subset(torch.isin(full.labels, torch.tensor(normal)).nonzero().squeeze(1))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(data), generator=gen)
+    if cfg.limit is not None:
+        order = order[: cfg.limit]
+    n_val = max(1, int(round(len(order) * cfg.val_fraction)))
+    if len(order) - n_val < 1:
+        raise DataError(f"only {len(order)} training images; need at least 2 (one to train, one to validate)")
+    return TrainData(data.subset(order[n_val:]), data.subset(order[:n_val]), skipped)
+
+
+def load_test(dataset: str, data_dir: Path, size: int = 28) -> Split:
+    return load_idx_split(dataset, data_dir, "test", size)
+

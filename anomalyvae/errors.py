@@ -1,0 +1,27 @@
+"""One exception type for everything a user can fix, so the CLI can print one line and exit non-zero."""
+
+
+class AnomalyVAEError(Exception):
+    """A problem with the user's input or environment; the message names the problem and the fix."""
+
+    exit_code = 2
+
+
+class DataError(AnomalyVAEError):
+    """A dataset or image file is missing, truncated or not what it claims to be."""
+
+
+class ModelDirError(AnomalyVAEError):
+    """A model directory is missing, from another version, tampered with or not ours."""
+
+
+class TrainingInterrupted(AnomalyVAEError):
+    """Training stopped by a signal; the best model so far was saved."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(AnomalyVAEError):
+    """The loss became NaN or infinite; the last good model was kept."""
+
+    exit_code = 3

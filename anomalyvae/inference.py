@@ -1,0 +1,110 @@
+"""Score image files in bounded memory: chunks of files in, CSV rows out; a bad file is a row, not a crash."""
+
+from __future__ import annotations
+
+import heapq
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .detector import Detector
+from .errors import DataError
+from .images import Found, display_path, iter_image_files, load_image
+from .scoring import CHEAP_SCORES
+
+
+@dataclass
+class ScoreSummary:
+    csv: Path | None
+    n_files: int = 0
+    n_scored: int = 0
+    n_anomalies: int = 0
+    n_errors: int = 0
+    top: list[dict] = field(default_factory=list)  # the most anomalous rows, for display
+    errors: list[dict] = field(default_factory=list)  # the first few error rows, for display
+
+
+def _chunks(items: Iterable[Found], size: int) -> Iterator[list[Found]]:
+    chunk: list[Found] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def score_frames(det: Detector, paths: Iterable[str | os.PathLike], chunk_size: int = 1024) -> Iterator[pd.DataFrame]:
+    """One DataFrame per chunk: path, each score, is_anomaly, error (empty where the file was scored)."""
+    which = tuple(dict.fromkeys([*CHEAP_SCORES, det.score_]))
+    size = det.config.image_size
+    for chunk in _chunks(iter_image_files(paths), chunk_size):
+        arrays, ok, errors = [], [], [f.error for f in chunk]
+        for i, f in enumerate(chunk):
+            if f.error:
+                continue
+            try:
+                arrays.append(load_image(f.path, size))
+                ok.append(i)
+            except DataError as e:
+                errors[i] = str(e)
+        frame = pd.DataFrame({"path": [display_path(f.path) for f in chunk]})
+        for name in which:
+            frame[name] = np.nan
+        frame["is_anomaly"] = pd.array([pd.NA] * len(chunk), dtype="boolean")
+        if ok:
+            scores = det.score_samples(torch.from_numpy(np.stack(arrays)), which=which)
+            for name in which:
+                frame.loc[ok, name] = scores[name]
+            frame.loc[ok, "is_anomaly"] = scores[det.score_] > det.threshold_
+        frame["error"] = [e or "" for e in errors]
+        yield frame
+
+
+def score_paths(det: Detector, paths: Iterable[str | os.PathLike], csv: Path | None = None, top_k: int = 20,
+                on_chunk: Callable[[int], None] | None = None, chunk_size: int = 1024) -> ScoreSummary:
+    """Stream scores to `csv` (written to a temp file, renamed when complete); keep only a top-k in memory."""
+    summary = ScoreSummary(csv)
+    heap: list[tuple[float, int, dict]] = []
+    tmp = None
+    if csv is not None:
+        csv = Path(csv)
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{csv.name}.", suffix=".tmp", dir=csv.parent)
+        os.close(fd)
+    try:
+        for frame in score_frames(det, paths, chunk_size):
+            if tmp is not None:
+                frame.to_csv(tmp, mode="a", header=summary.n_files == 0, index=False, errors="backslashreplace")
+            summary.n_files += len(frame)
+            good = frame[frame["error"] == ""]
+            summary.n_scored += len(good)
+            summary.n_anomalies += int(good["is_anomaly"].sum())
+            bad = frame[frame["error"] != ""]
+            summary.n_errors += len(bad)
+            summary.errors.extend(bad.head(max(0, 10 - len(summary.errors))).to_dict("records"))
+            for row in good.to_dict("records"):
+                item = (row[det.score_], summary.n_files + len(heap), row)
+                if len(heap) < top_k:
+                    heapq.heappush(heap, item)
+                elif item[0] > heap[0][0]:
+                    heapq.heapreplace(heap, item)
+            if on_chunk is not None:
+                on_chunk(len(frame))
+        if tmp is not None:
+            if summary.n_files == 0:
+                pd.DataFrame(columns=["path", *CHEAP_SCORES, "is_anomaly", "error"]).to_csv(tmp, index=False)
+            os.replace(tmp, csv)
+            tmp = None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    summary.top = [row for _, _, row in sorted(heap, key=lambda t: -t[0])]
+    return summary

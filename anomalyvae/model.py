@@ -1,0 +1,96 @@
+"""The VAE: encoder -> (mu, logvar), reparameterised z, decoder -> Bernoulli logits; and its ELBO terms."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+from .errors import AnomalyVAEError
+
+
+class MLPVAE(nn.Module):
+    """The seeds' model (Kingma & Welling 2014, as in pytorch/examples): 784-400-20 with ReLU."""
+
+    def __init__(self, image_size: int = 28, hidden: int = 400, latent_dim: int = 20):
+        super().__init__()
+        d = image_size * image_size
+        self.shape = (1, image_size, image_size)
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc_mu = nn.Linear(hidden, latent_dim)
+        self.fc_logvar = nn.Linear(hidden, latent_dim)
+        self.fc3 = nn.Linear(latent_dim, hidden)
+        self.fc4 = nn.Linear(hidden, d)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.fc1(x.flatten(1)))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc4(F.relu(self.fc3(z))).view(-1, *self.shape)
+
+
+class ConvVAE(nn.Module):
+    """Two stride-2 convolutions each way: local stroke features that an MLP has to learn per pixel."""
+
+    def __init__(self, image_size: int = 28, channels: int = 32, latent_dim: int = 16):
+        super().__init__()
+        if image_size % 4:
+            raise AnomalyVAEError(f"conv model needs an image_size divisible by 4, got {image_size}; use 28")
+        c, s = channels, image_size // 4
+        self.feat = (2 * c, s, s)
+        self.enc = nn.Sequential(
+            nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc_mu = nn.Linear(2 * c * s * s, latent_dim)
+        self.fc_logvar = nn.Linear(2 * c * s * s, latent_dim)
+        self.fc_dec = nn.Linear(latent_dim, 2 * c * s * s)
+        self.dec = nn.Sequential(
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(c, 1, 4, 2, 1),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.enc(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.fc_dec(z).view(-1, *self.feat))
+
+
+def build_model(cfg: Config) -> nn.Module:
+    if cfg.arch == "mlp":
+        return MLPVAE(cfg.image_size, cfg.hidden, cfg.latent_dim)
+    return ConvVAE(cfg.image_size, cfg.channels, cfg.latent_dim)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps keeps sampling differentiable in mu and logvar (Kingma & Welling 2014, sec. 2.4)."""
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W) -> float (N, 1, H, W) in [0, 1]: the only preprocessing between pixels and model."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
+def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) per sample, in nats: Bernoulli likelihood of grey levels, as in the seeds and the paper."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per sample, closed form: Kingma & Welling 2014, appendix B."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+
+
+def elbo_terms(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None):
+    """Per-sample reconstruction NLL and KL for one reparameterised sample; their sum is the negative ELBO."""
+    mu, logvar = model.encode(x)
+    z = reparameterize(mu, logvar, generator)
+    return reconstruction_nll(model.decode(z), x), kl_divergence(mu, logvar)

@@ -1,0 +1,113 @@
+"""Model files are data, never code: safetensors (tensors + a JSON header), written atomically, checksummed.
+
+A file is written to a temporary name in the same folder, flushed to disk and renamed over the old one, so
+a kill at any moment leaves either the previous complete file or the new complete one. The checksum covers
+the metadata and every tensor, so an edited threshold or a swapped weight is caught at load time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelDirError
+
+FORMAT = "anomalyvae-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"  # training state for --resume
+META_KEY = "anomalyvae"
+
+
+def _digest(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Temp file + fsync + rename: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise ModelDirError(
+                f"could not write {path} ({e.strerror or e}); free some disk space or choose another --out; "
+                "the previous file there is intact"
+            ) from None
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on folders; the rename itself is still atomic
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    from safetensors.torch import save
+
+    meta = {**meta, "format": FORMAT, "format_version": FORMAT_VERSION}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    header = {META_KEY: json.dumps(meta, sort_keys=True), "sha256": _digest(meta, tensors)}
+    atomic_write_bytes(path, save(tensors, metadata=header))
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Parse a safetensors file as data only; refuse anything else, including pickles, without executing it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelDirError(f"{path} does not exist; train a model first (anomalyvae train) or pass --model DIR") from None
+    except OSError as e:
+        raise ModelDirError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        tensors = load(raw)  # validates the whole layout first
+        n = int.from_bytes(raw[:8], "little")  # then the header: u64 length + JSON, per the safetensors spec
+        header = json.loads(raw[8:8 + n]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+        kind = "a Python pickle, refused: model files are never unpickled" if raw[:1] == b"\x80" else "not a safetensors file"
+        raise ModelDirError(f"{path} is {kind} ({str(e).splitlines()[0][:120]}); re-train or re-download the model") from None
+    if META_KEY not in header:
+        raise ModelDirError(f"{path} is a safetensors file but not an anomalyvae model (no '{META_KEY}' header)")
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError:
+        raise ModelDirError(f"{path}: its metadata is not valid JSON; the file was edited or damaged") from None
+    if meta.get("format") != FORMAT:
+        raise ModelDirError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(
+            f"{path}: model format version {meta.get('format_version')} but this anomalyvae reads version "
+            f"{FORMAT_VERSION}; re-train the model with this version or install the version that wrote it"
+        )
+    if header.get("sha256") != _digest(meta, tensors):
+        raise ModelDirError(f"{path}: checksum mismatch, the file was modified after it was written; re-train it")
+    return tensors, meta

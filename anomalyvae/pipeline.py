@@ -1,0 +1,164 @@
+"""train -> calibrate -> save -> track, and evaluate: the two jobs the CLI runs, callable from Python."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics, plots
+from .classes import format_classes, parse_classes
+from .config import Config
+from .data import CLASS_NAMES, Split, load_test, load_train
+from .detector import Detector
+from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterrupted
+from .images import load_folder
+from .scoring import ALL_SCORES, BASE_SCORES, fit_latent_mixture, fit_normalisation, score_images
+from .threshold import calibrate, realized_fpr
+from .tracking import Tracker
+from .train import EpochStats, checkpoint_run_id, fit
+
+
+def default_out(cfg: Config) -> Path:
+    what = Path(cfg.train_dir).name if cfg.dataset == "folder" else f"normal{format_classes(parse_classes(cfg.normal))}"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{cfg.arch}-{stamp}"
+
+
+@torch.inference_mode()
+def encode_mu(model, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    from .model import to_input
+
+    model.eval()
+    return torch.cat([model.encode(to_input(images[s:s + batch_size]))[0] for s in range(0, len(images), batch_size)])
+
+
+def calibrate_detector(cfg: Config, model, train: Split, val: Split, info: dict[str, Any]) -> Detector:
+    """Fit the latent mixture on normal training codes, standardise scores and set the threshold on val."""
+    state = fit_latent_mixture(encode_mu(model, train.images), cfg.latent_components, cfg.seed)
+    val_scores = score_images(model, val.images, state, which=BASE_SCORES + ("iwae",), iwae_samples=cfg.iwae_samples)
+    fit_normalisation(state, val_scores)
+    val_scores = score_images(model, val.images, state, which=(cfg.score,), iwae_samples=cfg.iwae_samples)
+    threshold = calibrate(val_scores[cfg.score], cfg.fpr)
+    info = {**info, "val_fpr": realized_fpr(val_scores[cfg.score], threshold)}
+    return Detector(cfg, model, state, threshold, info)
+
+
+def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, tracker: Tracker | None = None,
+                   on_step: Callable | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
+                   log: Callable[[str], None] = print) -> tuple[Detector, Path]:
+    """Train on normal data and write a complete model directory; returns the detector and its folder.
+
+    The model directory is written before anything is uploaded, so a tracking failure never loses a model.
+    Raises TrainingInterrupted / TrainingDiverged after saving the best model so far, when there is one.
+    """
+    out = Path(out) if out is not None else default_out(cfg)
+    if resume and not out.exists():
+        raise AnomalyVAEError(f"--resume needs --out pointing at the interrupted model folder; {out} does not exist")
+    data = load_train(cfg)
+    if data.skipped:
+        log(f"skipped {len(data.skipped)} unreadable file(s) in {cfg.train_dir}, e.g. "
+            f"{data.skipped[0].path}: {data.skipped[0].error}")
+    tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
+    run_id = checkpoint_run_id(out) if resume else None
+    tracker.start(run_name=out.name, run_id=run_id, tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})
+    if not run_id:
+        tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
+
+    def epoch_done(s: EpochStats) -> None:
+        tracker.log_metrics({k: v for k, v in asdict(s).items() if k != "epoch"}, step=s.epoch)
+        if on_epoch is not None:
+            on_epoch(s)
+
+    result = fit(cfg, data.train, data.val, out=out, resume=resume, on_step=on_step, on_epoch=epoch_done,
+                 run_id=tracker.run_id)
+    if not result.history:
+        tracker.end("KILLED" if result.stopped_by else "FAILED")
+        if result.diverged:
+            raise TrainingDiverged(f"{result.diverged} before any epoch completed; nothing saved. Lower --lr")
+        raise TrainingInterrupted(f"stopped by {result.stopped_by} before the first epoch completed; nothing saved")
+    info = {
+        "normal_classes": [] if cfg.dataset == "folder" else parse_classes(cfg.normal),
+        "class_names": CLASS_NAMES.get(cfg.dataset, []),
+        "n_train": len(data.train), "n_val": len(data.val),
+        "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "train_seconds": round(result.seconds, 2), "best_val_loss": min(h.val_loss for h in result.history),
+        "mlflow_run_id": tracker.run_id,
+    }
+    det = calibrate_detector(cfg, result.model, data.train, data.val, info)
+    det.save(out)
+    (out / "history.json").write_text(json.dumps([asdict(h) for h in result.history], indent=1))
+    tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info["val_fpr"], "best_epoch": result.best_epoch,
+                         "train_seconds": result.seconds})
+    tracker.log_artifact(out / "model.safetensors", "model")
+    tracker.log_artifact(out / "model.json", "model")
+    if result.stopped_by:
+        tracker.end("KILLED")
+        raise TrainingInterrupted(
+            f"stopped by {result.stopped_by} after epoch {len(result.history)}; best model so far saved in {out} "
+            f"(continue with: anomalyvae train --resume --out {out})")
+    if result.diverged:
+        tracker.end("FAILED")
+        raise TrainingDiverged(f"{result.diverged}; kept the best model (epoch {result.best_epoch}) in {out}. Lower --lr")
+    tracker.end("FINISHED")
+    return det, out
+
+
+def load_labelled_folders(normal_dir: str, anomaly_dir: str, size: int) -> Split:
+    """A test set from two folders: label 0 = normal, 1 = anomaly."""
+    parts = []
+    for label, folder in ((0, normal_dir), (1, anomaly_dir)):
+        arr, _, _ = load_folder(folder, size)
+        parts.append(Split(torch.from_numpy(arr), torch.full((len(arr),), label, dtype=torch.int64)))
+    return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
+
+
+def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_dir: str | None = None,
+                      tracker: Tracker | None = None, model_dir: Path | None = None) -> dict[str, Any]:
+    """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split)."""
+    cfg = det.config
+    if test is not None:
+        y_true = test.labels.numpy().astype(bool)  # folders: 1 = anomaly
+        names = ["normal", "anomaly"]
+    elif cfg.dataset == "folder":
+        raise DataError("a folder-trained model has no test split; pass --normal-dir and --anomaly-dir")
+    else:
+        test = load_test(cfg.dataset, Path(data_dir) if data_dir else cfg.resolved_data_dir(), cfg.image_size)
+        y_true = ~np.isin(test.labels.numpy(), det.info["normal_classes"])
+        names = CLASS_NAMES[cfg.dataset]
+    if y_true.all() or not y_true.any():
+        raise DataError("the test set needs both normal and anomalous images to be evaluated")
+    out.mkdir(parents=True, exist_ok=True)
+    scores = det.score_samples(test.images, which=ALL_SCORES)
+    main = scores[det.score_]
+    result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
+                              **metrics.at_threshold(y_true, main, det.threshold_)}
+    result["scores"] = {k: metrics.ranking(y_true, v) for k, v in scores.items()}
+    result["per_class"] = metrics.per_class(test.labels.numpy(), main, y_true, names)
+    result["n_test"] = int(len(y_true))
+    result["n_anomalies"] = int(y_true.sum())
+    result["model_dir"] = str(model_dir) if model_dir else None
+    artifacts = plots.curves(y_true, scores, out, det.score_)
+    artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
+    order = np.argsort(-main)  # the most anomalous test images first
+    artifacts.append(plots.reconstruction_grid(det.model, test.images[torch.from_numpy(order[:16].copy())], out))
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    if tracker is not None:
+        tracker.start(run_name=f"evaluate-{model_dir.name if model_dir else 'model'}",
+                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
+                            "anomalyvae.train_run_id": det.info.get("mlflow_run_id") or ""})
+        tracker.log_params({"model_dir": model_dir, "score": det.score_, "dataset": cfg.dataset,
+                            "normal": cfg.normal, "arch": cfg.arch, "threshold": det.threshold_})
+        flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
+        flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
+        flat.update({f"auroc_class_{r['label']}": r["auroc"] for r in result["per_class"] if "auroc" in r})
+        tracker.log_metrics(flat)
+        tracker.log_artifact(out, "evaluation")
+        tracker.end("FINISHED")
+    return result

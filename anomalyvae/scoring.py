@@ -1,0 +1,119 @@
+"""Per-sample anomaly scores (higher = more anomalous), all deterministic for a given input and model.
+
+- recon:    -log p(x | z=mu), the Bernoulli reconstruction error at the posterior mean, in nats.
+- elbo:     recon + KL(q(z|x) || N(0, I)): the negative ELBO evaluated at z = mu (no sampling noise).
+- iwae:     the importance-weighted bound (Burda et al. 2016) with K samples; the K noise vectors are
+            drawn once from a fixed seed and shared by every input, so a score never depends on its batch.
+- latent:   -log density of mu under a Gaussian mixture fitted to the mu of the normal training data:
+            an input whose code lies where no normal code lies is anomalous even if it reconstructs well.
+- combined: the sum of the z-scored components in `COMBINED`, each standardised with its mean and
+            standard deviation on the held-out normal data (never on anomalies).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .model import kl_divergence, reconstruction_nll, to_input
+
+BASE_SCORES = ("recon", "elbo", "latent")
+COMBINED = ("elbo", "latent")
+ALL_SCORES = ("recon", "elbo", "iwae", "latent", "combined")
+CHEAP_SCORES = ("recon", "elbo", "latent", "combined")  # one encode + one decode per image
+_IWAE_SEED = 1234
+
+
+@dataclass
+class ScoreState:
+    """What scoring learns from the normal data besides the network: the latent mixture and score statistics."""
+
+    gmm_log_weights: torch.Tensor | None = None  # (C,)
+    gmm_means: torch.Tensor | None = None  # (C, d)
+    gmm_prec_chol: torch.Tensor | None = None  # (C, d, d), sklearn's precisions_cholesky_
+    mean: dict[str, float] = field(default_factory=dict)  # per score, on held-out normal data
+    std: dict[str, float] = field(default_factory=dict)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {"gmm_log_weights": self.gmm_log_weights, "gmm_means": self.gmm_means,
+               "gmm_prec_chol": self.gmm_prec_chol}
+        return {k: v.contiguous() for k, v in out.items() if v is not None}
+
+
+def fit_latent_mixture(mu: torch.Tensor, components: int, seed: int) -> ScoreState:
+    """Fit the Gaussian mixture over normal codes with sklearn; keep only its parameters (data, not objects)."""
+    from sklearn.mixture import GaussianMixture
+
+    x = mu.double().numpy()
+    if len(x) > 20000:  # the mixture's fit is quadratic in nothing but linear in N; 20k codes are plenty
+        x = x[np.random.default_rng(seed).choice(len(x), 20000, replace=False)]
+    k = max(1, min(components, len(x) // 2))
+    gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed, max_iter=200).fit(x)
+    return ScoreState(
+        gmm_log_weights=torch.from_numpy(np.log(gmm.weights_)).float(),
+        gmm_means=torch.from_numpy(gmm.means_).float(),
+        gmm_prec_chol=torch.from_numpy(gmm.precisions_cholesky_).float(),
+    )
+
+
+def latent_nll(mu: torch.Tensor, state: ScoreState) -> torch.Tensor:
+    """-log sum_c w_c N(mu | m_c, S_c), computed with the precision Cholesky factors as sklearn does."""
+    y = torch.einsum("nd,cde->nce", mu, state.gmm_prec_chol) - torch.einsum(
+        "cd,cde->ce", state.gmm_means, state.gmm_prec_chol)
+    log_det = torch.log(torch.diagonal(state.gmm_prec_chol, dim1=1, dim2=2)).sum(1)
+    d = mu.shape[1]
+    log_prob = -0.5 * (d * math.log(2 * math.pi) + y.pow(2).sum(2)) + log_det
+    return -torch.logsumexp(log_prob + state.gmm_log_weights, dim=1)
+
+
+def iwae_nll(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int) -> torch.Tensor:
+    """-log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), with z_k = mu + sigma * eps_k and shared eps."""
+    eps = torch.randn(k, mu.shape[1], generator=torch.Generator().manual_seed(_IWAE_SEED))
+    std = torch.exp(0.5 * logvar)
+    log_w = []
+    for e in eps:
+        z = mu + std * e
+        log_px = -reconstruction_nll(model.decode(z), x)
+        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+        log_qz = -0.5 * (e.pow(2) + math.log(2 * math.pi)).sum() - 0.5 * logvar.sum(1)
+        log_w.append(log_px + log_pz - log_qz)
+    return -(torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k))
+
+
+@torch.inference_mode()
+def score_batch(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, iwae_samples: int = 16):
+    """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name."""
+    x = to_input(images)
+    mu, logvar = model.encode(x)
+    out: dict[str, torch.Tensor] = {}
+    recon = reconstruction_nll(model.decode(mu), x)
+    out["recon"] = recon
+    out["elbo"] = recon + kl_divergence(mu, logvar)
+    if state.gmm_means is not None and ("latent" in which or "combined" in which):
+        out["latent"] = latent_nll(mu, state)
+    if "iwae" in which:
+        out["iwae"] = iwae_nll(model, x, mu, logvar, iwae_samples)
+    if "combined" in which and state.mean:
+        out["combined"] = sum((out[c] - state.mean[c]) / state.std[c] for c in COMBINED)
+    return {k: v for k, v in out.items() if k in which}
+
+
+def score_images(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, batch_size: int = 1024,
+                 iwae_samples: int = 16) -> dict[str, np.ndarray]:
+    """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(images), batch_size):
+        for k, v in score_batch(model, images[start:start + batch_size], state, which, iwae_samples).items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
+
+
+def fit_normalisation(state: ScoreState, scores: dict[str, np.ndarray]) -> None:
+    """Record mean and std of each score on held-out normal data: the scale 'combined' sums on."""
+    for k, v in scores.items():
+        state.mean[k] = float(np.mean(v))
+        state.std[k] = float(np.std(v)) or 1.0

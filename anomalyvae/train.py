@@ -1,0 +1,200 @@
+"""The training loop: Adam on the negative ELBO, early stopping on held-out normal data, resumable, stoppable."""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import Config
+from .data import Split
+from .errors import AnomalyVAEError
+from .model import build_model, elbo_terms, to_input
+from .modeldir import CHECKPOINT_FILE, read_tensors, write_tensors
+
+_VAL_SEED = 4321  # the same noise every epoch, so validation losses compare across epochs
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    recon: float
+    kl: float
+    val_loss: float
+    val_recon: float
+    val_kl: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module  # the best model (lowest validation negative ELBO)
+    history: list[EpochStats]
+    best_epoch: int
+    stopped_by: str | None = None  # 'SIGINT' / 'SIGTERM' when interrupted
+    diverged: str | None = None  # what went non-finite, when it did
+    seconds: float = 0.0
+
+
+@dataclass
+class _State:
+    """Everything --resume needs, saved after each completed epoch."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    run_id: str | None = None
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set a flag the loop checks after each step; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@torch.no_grad()
+def evaluate_loss(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[float, float, float]:
+    """Mean negative ELBO, reconstruction and KL per image, with fixed noise."""
+    model.eval()
+    gen = torch.Generator().manual_seed(_VAL_SEED)
+    tot = torch.zeros(2, dtype=torch.float64)
+    for s in range(0, len(images), batch_size):
+        rec, kl = elbo_terms(model, to_input(images[s:s + batch_size]), gen)
+        tot += torch.stack([rec.sum(), kl.sum()]).double()
+    rec, kl = (tot / max(1, len(images))).tolist()
+    return rec + kl, rec, kl
+
+
+def _save_checkpoint(path: Path, model, best, opt, gen: torch.Generator, st: _State) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best.state_dict().items()})
+    osd = opt.state_dict()
+    for pid, s in osd["state"].items():
+        tensors.update({f"opt.{pid}.{k}": torch.as_tensor(v) for k, v in s.items()})
+    tensors["rng.shuffle"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    write_tensors(path, tensors, {"kind": "checkpoint", "state": asdict(st), "param_groups": osd["param_groups"]})
+
+
+def _load_checkpoint(path: Path, model, best, opt, gen: torch.Generator) -> _State:
+    tensors, meta = read_tensors(path)
+    pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    model.load_state_dict(pick("model."))
+    best.load_state_dict(pick("best."))
+    state: dict[int, dict] = {}
+    for k, v in pick("opt.").items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    gen.set_state(tensors["rng.shuffle"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return _State(**meta["state"])
+
+
+def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
+        on_step: Callable[[int, int, int, float], None] | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+        run_id: str | None = None) -> FitResult:
+    """Train a VAE on normal images; checkpoint to `out` after each epoch when given."""
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = build_model(cfg)
+    best = copy.deepcopy(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ckpt = Path(out) / CHECKPOINT_FILE if out is not None else None
+    st = _State(run_id=run_id)
+    if resume:
+        if ckpt is None or not ckpt.exists():
+            raise AnomalyVAEError(f"--resume: no checkpoint at {ckpt}; start without --resume")
+        st = _load_checkpoint(ckpt, model, best, opt, gen)
+    history = [EpochStats(**h) for h in st.history]
+    n = len(train)
+    steps = math.ceil(n / cfg.batch_size)
+    stopped_by = diverged = None
+    with StopSignals() as signals:
+        while st.epoch < cfg.epochs and st.bad_epochs <= cfg.patience and not (stopped_by or diverged):
+            t0 = time.perf_counter()
+            model.train()
+            beta = min(1.0, (st.epoch + 1) / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs else 1.0
+            order = torch.randperm(n, generator=gen)
+            sums = torch.zeros(2, dtype=torch.float64)
+            for i in range(steps):
+                x = to_input(train.images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
+                rec, kl = elbo_terms(model, x)
+                loss = (rec + beta * kl).mean()
+                if not torch.isfinite(loss):
+                    diverged = f"loss became {loss.item()} at epoch {st.epoch + 1}, step {i + 1}"
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sums += torch.stack([rec.detach().sum(), kl.detach().sum()]).double()
+                if on_step is not None:
+                    on_step(st.epoch + 1, i + 1, steps, loss.item())
+                if signals.received:
+                    stopped_by = signals.received
+                    break
+            if stopped_by or diverged:
+                break  # the epoch is incomplete: the checkpoint keeps the last complete one
+            val_loss, val_rec, val_kl = evaluate_loss(model, val.images)
+            if not math.isfinite(val_loss):
+                diverged = f"validation loss became {val_loss} at epoch {st.epoch + 1}"
+                break
+            st.epoch += 1
+            st.seconds += time.perf_counter() - t0
+            rec_m, kl_m = (sums / n).tolist()
+            stats = EpochStats(st.epoch, rec_m + kl_m, rec_m, kl_m, val_loss, val_rec, val_kl,
+                               time.perf_counter() - t0)
+            history.append(stats)
+            st.history = [asdict(h) for h in history]
+            if val_loss < st.best_val:
+                st.best_val, st.best_epoch, st.bad_epochs = val_loss, st.epoch, 0
+                best.load_state_dict(model.state_dict())
+            else:
+                st.bad_epochs += 1
+            if ckpt is not None:
+                _save_checkpoint(ckpt, model, best, opt, gen, st)
+            if on_epoch is not None:
+                on_epoch(stats)
+    return FitResult(best.eval(), history, st.best_epoch, stopped_by, diverged, st.seconds)
+
+
+def checkpoint_run_id(out: Path) -> str | None:
+    """The MLflow run a checkpoint belongs to, so --resume continues that run instead of starting another."""
+    ckpt = Path(out) / CHECKPOINT_FILE
+    if not ckpt.exists():
+        return None
+    _, meta = read_tensors(ckpt)
+    return meta["state"].get("run_id")
+

@@ -1,0 +1,229 @@
+"""anomalyvae's commands. Each one parses flags into the library's Config, calls the library and prints.
+
+Heavy imports (torch, mlflow) happen inside the commands so that `anomalyvae --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find anomalies by variational-autoencoder reconstruction. "
+         "Typical use: train, then evaluate, then score; review runs with `mlflow ui`.",
+)
+console = Console(soft_wrap=True)  # long paths and messages stay on one line, for grep and logs
+err = Console(stderr=True, soft_wrap=True)
+_debug = False
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file with Config keys (see configs/); flags override it.")
+TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db].")
+NoTrackOpt = typer.Option(False, "--no-tracking", help="Do not log to MLflow.")
+ModelDirOpt = typer.Option(None, "--model", "-m", help="Model directory [default: the newest under models/].")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    global _debug
+    _debug = debug
+
+
+def _warn(message: str) -> None:
+    err.print(Text("warning: ", style="yellow") + Text(message), highlight=False)
+
+
+def _tracker(experiment: str, uri: Optional[str], disabled: bool):
+    from anomalyvae.tracking import Tracker
+
+    return Tracker(experiment, uri or os.environ.get("MLFLOW_TRACKING_URI"), enabled=not disabled,
+                   warn=_warn)
+
+
+def _model_dir(model: Optional[Path]) -> Path:
+    from anomalyvae.detector import latest_model
+
+    return model if model is not None else latest_model()
+
+
+@app.command()
+def train(
+    normal: Optional[str] = typer.Option(None, "--normal", "-n", help="Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7 [default: 0-8]."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="mnist | fashion-mnist | folder [default: mnist]."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the IDX files [default: $ANOMALYVAE_DATA_DIR, else ./data]."),
+    train_dir: Optional[str] = typer.Option(None, "--train-dir", help="With --dataset folder: a folder of normal images."),
+    arch: Optional[str] = typer.Option(None, "--model", help="Architecture: mlp | conv [default: conv]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Maximum epochs (early stopping may end sooner)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Makes the run reproducible."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="Target false-positive rate for the threshold [default: 0.05]."),
+    score: Optional[str] = typer.Option(None, "--score", help="Score the threshold applies to: recon | elbo | iwae | latent | combined."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many normal training images (quick runs)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Model directory to write [default: models/<dataset>-<classes>-<arch>-<time>]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training in --out from its last complete epoch."),
+    config: Optional[Path] = ConfigOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+    no_tracking: bool = NoTrackOpt,
+) -> None:
+    """Learn what "normal" looks like from normal data only; writes one model directory."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from anomalyvae.config import make_config
+    from anomalyvae.pipeline import train_detector
+
+    cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
+                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
+                      tracking_uri=tracking_uri)
+    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking)
+    columns = (TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task("train", total=None, epoch=0, epochs=cfg.epochs, loss=float("nan"), val="-")
+
+        def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+            if step == 1 or step % 20 == 0 or step == steps:
+                bar.update(task, completed=step, total=steps, epoch=epoch, loss=loss)
+
+        def on_epoch(s) -> None:
+            bar.update(task, val=f"{s.val_loss:.2f}")
+            bar.console.print(f"epoch {s.epoch:3d}  loss {s.loss:8.2f}  recon {s.recon:8.2f}  kl {s.kl:6.2f}  "
+                              f"val {s.val_loss:8.2f}  ({s.seconds:.1f}s)", highlight=False)
+
+        det, model_dir = train_detector(cfg, out, resume, tracker, on_step=on_step, on_epoch=on_epoch,
+                                        log=_warn)
+    info = det.info
+    console.print(f"trained {cfg.arch} on {info['n_train']} images in {info['train_seconds']:.1f}s "
+                  f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
+                  f"'{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} held-out normal images",
+                  highlight=False)
+    if tracker.run_id and tracker.enabled:
+        console.print(f"MLflow run {tracker.run_id} ({tracker.uri})", highlight=False)
+    console.print(f"model: {model_dir}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    model: Optional[Path] = ModelDirOpt,
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset's test files are [default: as trained]."),
+    normal_dir: Optional[Path] = typer.Option(None, "--normal-dir", help="Test on a folder of normal images (with --anomaly-dir)."),
+    anomaly_dir: Optional[Path] = typer.Option(None, "--anomaly-dir", help="Test on a folder of anomalous images (with --normal-dir)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for plots and metrics [default: MODEL/evaluation]."),
+    metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", help="Also write the metrics JSON here."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    no_tracking: bool = NoTrackOpt,
+) -> None:
+    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with plots."""
+    import json
+
+    from rich.table import Table
+
+    from anomalyvae.detector import Detector
+    from anomalyvae.errors import AnomalyVAEError
+    from anomalyvae.modeldir import atomic_write_bytes
+    from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
+
+    model_dir = _model_dir(model)
+    det = Detector.load(model_dir)
+    test = None
+    if (normal_dir is None) != (anomaly_dir is None):
+        raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
+    if normal_dir is not None:
+        test = load_labelled_folders(normal_dir, anomaly_dir, det.config.image_size)
+    tracker = _tracker(det.config.experiment, tracking_uri or det.config.tracking_uri, no_tracking)
+    res = evaluate_detector(det, out or model_dir / "evaluation", test=test, data_dir=data_dir, tracker=tracker,
+                            model_dir=model_dir)
+    if metrics_out is not None:
+        atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
+    table = Table(title=f"{model_dir}  ({res['n_test']} test images, {res['n_anomalies']} anomalies)")
+    for col in ("score", "AUROC", "AUPRC"):
+        table.add_column(col, justify="right" if col != "score" else "left")
+    for name, r in res["scores"].items():
+        mark = " (default)" if name == res["score"] else ""
+        table.add_row(name + mark, f"{r['auroc']:.4f}", f"{r['auprc']:.4f}")
+    console.print(table)
+    console.print(f"at threshold {res['threshold']:.3f}: precision {res['precision']:.3f}  recall {res['recall']:.3f}  "
+                  f"F1 {res['f1']:.3f}  FPR {res['fpr']:.3f}  (tp {res['tp']} fp {res['fp']} tn {res['tn']} fn {res['fn']})",
+                  highlight=False)
+    per = [r for r in res["per_class"] if "auroc" in r]
+    if per:
+        console.print("AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['auroc']:.3f}" for r in per),
+                      highlight=False)
+    console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
+
+
+@app.command()
+def score(
+    paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    model: Optional[Path] = ModelDirOpt,
+    out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="CSV with one row per file."),
+    top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
+) -> None:
+    """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from anomalyvae.detector import Detector
+    from anomalyvae.errors import DataError
+    from anomalyvae.inference import score_paths
+
+    det = Detector.load(_model_dir(model))
+    with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("score", total=None)
+        summary = score_paths(det, paths, out, top_k=top, on_chunk=lambda n: bar.advance(task, n))
+    if summary.n_files == 0:
+        raise DataError(f"no image files found in {', '.join(map(str, paths))}; "
+                        "looked for .png .jpg .jpeg .bmp .gif .tif .tiff .webp .pgm .ppm")
+    table = Table(title=f"most anomalous of {summary.n_scored} scored (score '{det.score_}', threshold {det.threshold_:.3f})")
+    table.add_column("path", overflow="fold")
+    table.add_column(det.score_, justify="right")
+    table.add_column("anomaly")
+    for row in summary.top:
+        table.add_row(Text(row["path"]), f"{row[det.score_]:.3f}", "[red]yes[/]" if row["is_anomaly"] else "no")
+    console.print(table)
+    for row in summary.errors:
+        err.print(Text("skipped ", style="yellow") + Text(f"{row['path']}: {row['error']}"), highlight=False)
+    console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
+                  f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
+    try:
+        app(standalone_mode=False)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        import click
+
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, (click.exceptions.Abort, KeyboardInterrupt)):
+            err.print("interrupted")
+            sys.exit(130)
+        from anomalyvae.errors import AnomalyVAEError
+
+        if _debug:
+            raise
+        if isinstance(e, AnomalyVAEError):
+            err.print(Text("error: ", style="red") + Text(str(e)), highlight=False)
+            sys.exit(e.exit_code)
+        err.print(Text("internal error: ", style="red") + Text(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)"),
+                  highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

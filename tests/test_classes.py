@@ -1,0 +1,41 @@
+import pytest
+from hypothesis import given, strategies as st
+
+from anomalyvae.classes import format_classes, parse_classes
+from anomalyvae.errors import AnomalyVAEError
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("0-8", list(range(9))), ("0,2,4", [0, 2, 4]), ("3", [3]), ("1-3,7", [1, 2, 3, 7]),
+    (" 1 - 3 , 7 ", [1, 2, 3, 7]), ("7,1-3,2", [1, 2, 3, 7]),
+])
+def test_valid_specs_give_sorted_classes(spec, expected):
+    assert parse_classes(spec) == expected
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("", "empty"), ("   ", "empty"), ("10", "out of range"), ("0-10", "out of range"), ("0-9", "all 10"),
+    ("0-4,5-9", "all 10"), ("5-3", "backwards"), ("a", "cannot read"), ("1,,2", "cannot read"), ("-1", "cannot read"),
+])
+def test_bad_specs_are_clear_errors(spec, words):
+    with pytest.raises(AnomalyVAEError, match=words):
+        parse_classes(spec)
+
+
+def test_format_is_the_inverse_of_parse():
+    assert format_classes([0, 1, 2, 3, 7]) == "0-3,7"
+    assert format_classes([5]) == "5"
+
+
+@given(st.text(max_size=30))
+def test_random_text_never_crashes_with_anything_but_our_error(text):
+    try:
+        classes = parse_classes(text)
+    except AnomalyVAEError:
+        return
+    assert classes and len(classes) < 10 and all(0 <= c <= 9 for c in classes)
+
+
+@given(st.sets(st.integers(0, 9), min_size=1, max_size=9))
+def test_any_proper_subset_round_trips(classes):
+    assert parse_classes(format_classes(sorted(classes))) == sorted(classes)

@@ -1,0 +1,47 @@
+import math
+
+import torch
+from torch.distributions import Bernoulli, Normal, kl_divergence as torch_kl
+
+from anomalyvae.config import Config
+from anomalyvae.model import build_model, elbo_terms, kl_divergence, reconstruction_nll, reparameterize, to_input
+
+
+def test_kl_matches_the_distributions_library():
+    mu, logvar = torch.randn(5, 7), torch.randn(5, 7)
+    q = Normal(mu, torch.exp(0.5 * logvar))
+    p = Normal(torch.zeros(7), torch.ones(7))
+    assert torch.allclose(kl_divergence(mu, logvar), torch_kl(q, p).sum(1), atol=1e-5)
+
+
+def test_kl_is_zero_exactly_at_the_prior():
+    assert torch.all(kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)) == 0)
+
+
+def test_reconstruction_is_bernoulli_negative_log_likelihood():
+    logits, x = torch.randn(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    expected = -(x * torch.log(torch.sigmoid(logits)) + (1 - x) * torch.log(1 - torch.sigmoid(logits))).flatten(1).sum(1)
+    assert torch.allclose(reconstruction_nll(logits, x), expected, rtol=1e-4)
+    binary = (x > 0.5).float()
+    assert torch.allclose(reconstruction_nll(logits, binary), -Bernoulli(logits=logits).log_prob(binary).flatten(1).sum(1), rtol=1e-4)
+
+
+def test_reparameterize_is_differentiable_and_has_the_right_moments():
+    mu = torch.full((200000, 1), 2.0, requires_grad=True)
+    logvar = torch.full((200000, 1), math.log(9.0), requires_grad=True)
+    z = reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert abs(z.mean().item() - 2.0) < 0.03 and abs(z.std().item() - 3.0) < 0.03
+    z.sum().backward()
+    assert mu.grad is not None and logvar.grad is not None
+
+
+def test_both_architectures_map_images_to_logits_of_the_same_shape():
+    x = to_input(torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8))
+    assert x.shape == (3, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+    for arch in ("mlp", "conv"):
+        model = build_model(Config(arch=arch, latent_dim=5))
+        mu, logvar = model.encode(x)
+        assert mu.shape == logvar.shape == (3, 5)
+        assert model.decode(mu).shape == x.shape
+        rec, kl = elbo_terms(model, x)
+        assert rec.shape == kl.shape == (3,) and torch.all(rec > 0) and torch.all(kl >= 0)
