@@ -12,7 +12,7 @@ from .errors import AnomalyVAEError
 
 DATASETS = ("mnist", "fashion-mnist", "folder")
 ARCHS = ("mlp", "conv")
-SCORES = ("recon", "elbo", "iwae", "latent", "combined")
+SCORES = ("recon", "elbo", "iwae", "blur", "latent", "knn", "combined")
 
 
 @dataclass
@@ -39,9 +39,11 @@ class Config:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None leaves torch's default
     # scoring and threshold
-    score: str = "elbo"  # the score that is_anomaly and the threshold use
+    score: str = "combined"  # the score that is_anomaly and the threshold use
+    combine: str = "knn,latent"  # the z-scored components that 'combined' sums
     iwae_samples: int = 16
-    latent_components: int = 8  # Gaussian mixture over mu of the normal data
+    latent_components: int = 10  # Gaussian mixture over mu of the normal data
+    knn_k: int = 5
     fpr: float = 0.05  # target false-positive rate on held-out normal data
     # tracking
     experiment: str = "anomalyvae"
@@ -57,6 +59,9 @@ class Config:
             raise bad("arch", f"is {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.score not in SCORES:
             raise bad("score", f"is {self.score!r}; choose one of {', '.join(SCORES)}")
+        bad_parts = [p for p in self.combine_parts() if p not in SCORES or p == "combined"]
+        if bad_parts or not self.combine_parts():
+            raise bad("combine", f"is {self.combine!r}; list components from {', '.join(SCORES[:-1])}")
         if self.dataset != "folder":
             from .classes import parse_classes
 
@@ -68,7 +73,7 @@ class Config:
         if not 0.0 < self.fpr < 1.0:
             raise bad("fpr", f"is {self.fpr}; it must lie strictly between 0 and 1 (e.g. 0.05)")
         for name in ("epochs", "batch_size", "latent_dim", "hidden", "channels", "iwae_samples",
-                     "latent_components", "image_size"):
+                     "latent_components", "image_size", "knn_k"):
             if getattr(self, name) < 1:
                 raise bad(name, f"is {getattr(self, name)}; it must be at least 1")
         if self.patience < 0 or self.kl_warmup_epochs < 0:
@@ -78,6 +83,9 @@ class Config:
         if self.limit is not None and self.limit < 2:
             raise bad("limit", f"is {self.limit}; it must be at least 2 (or unset)")
         return self
+
+    def combine_parts(self) -> list[str]:
+        return [p.strip() for p in self.combine.split(",") if p.strip()]
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or os.environ.get("ANOMALYVAE_DATA_DIR") or "data")

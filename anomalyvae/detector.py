@@ -49,7 +49,7 @@ class Detector:
     def score_samples(self, images: torch.Tensor, which=ALL_SCORES) -> dict[str, np.ndarray]:
         """All scores for uint8 images (N, H, W); higher means more anomalous."""
         which = tuple(dict.fromkeys([*which, self.score_]))
-        return score_images(self.model, images, self.state, which, iwae_samples=self.config.iwae_samples)
+        return score_images(self.model, images, self.state, self.config, which)
 
     def decision_function(self, images: torch.Tensor) -> np.ndarray:
         return self.score_samples(images, which=(self.score_,))[self.score_]
@@ -98,6 +98,7 @@ class Detector:
                 gmm_log_weights=tensors.get("score.gmm_log_weights"),
                 gmm_means=tensors.get("score.gmm_means"),
                 gmm_prec_chol=tensors.get("score.gmm_prec_chol"),
+                codes=tensors.get("score.codes"),
                 mean=dict(meta["score_mean"]),
                 std=dict(meta["score_std"]),
             )

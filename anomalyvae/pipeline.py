@@ -19,7 +19,7 @@ from .data import CLASS_NAMES, Split, load_test, load_train
 from .detector import Detector
 from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterrupted
 from .images import load_folder
-from .scoring import ALL_SCORES, BASE_SCORES, fit_latent_mixture, fit_normalisation, score_images
+from .scoring import ALL_SCORES, combine, fit_latent, fit_normalisation, score_images
 from .threshold import calibrate, realized_fpr
 from .tracking import Tracker
 from .train import EpochStats, checkpoint_run_id, fit
@@ -41,10 +41,11 @@ def encode_mu(model, images: torch.Tensor, batch_size: int = 2048) -> torch.Tens
 
 def calibrate_detector(cfg: Config, model, train: Split, val: Split, info: dict[str, Any]) -> Detector:
     """Fit the latent mixture on normal training codes, standardise scores and set the threshold on val."""
-    state = fit_latent_mixture(encode_mu(model, train.images), cfg.latent_components, cfg.seed)
-    val_scores = score_images(model, val.images, state, which=BASE_SCORES + ("iwae",), iwae_samples=cfg.iwae_samples)
+    state = fit_latent(encode_mu(model, train.images), cfg.latent_components, cfg.seed)
+    val_scores = score_images(model, val.images, state, cfg, which=[s for s in ALL_SCORES if s != "combined"])
     fit_normalisation(state, val_scores)
-    val_scores = score_images(model, val.images, state, which=(cfg.score,), iwae_samples=cfg.iwae_samples)
+    val_scores["combined"] = combine(
+        {k: torch.from_numpy(v) for k, v in val_scores.items()}, state, cfg.combine_parts()).numpy()
     threshold = calibrate(val_scores[cfg.score], cfg.fpr)
     info = {**info, "val_fpr": realized_fpr(val_scores[cfg.score], threshold)}
     return Detector(cfg, model, state, threshold, info)

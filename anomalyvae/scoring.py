@@ -4,9 +4,12 @@
 - elbo:     recon + KL(q(z|x) || N(0, I)): the negative ELBO evaluated at z = mu (no sampling noise).
 - iwae:     the importance-weighted bound (Burda et al. 2016) with K samples; the K noise vectors are
             drawn once from a fixed seed and shared by every input, so a score never depends on its batch.
+- blur:     squared error between input and reconstruction after a 5x5 box blur of both: unlike the
+            Bernoulli likelihood it does not reward simple images, and it forgives one-pixel misalignment.
 - latent:   -log density of mu under a Gaussian mixture fitted to the mu of the normal training data:
             an input whose code lies where no normal code lies is anomalous even if it reconstructs well.
-- combined: the sum of the z-scored components in `COMBINED`, each standardised with its mean and
+- knn:      mean distance from mu to its k nearest codes of the normal training data (non-parametric).
+- combined: the sum of the components named by Config.combine, each standardised with its mean and
             standard deviation on the held-out normal data (never on anomalies).
 """
 
@@ -17,13 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from .config import Config
 from .model import kl_divergence, reconstruction_nll, to_input
 
-BASE_SCORES = ("recon", "elbo", "latent")
-COMBINED = ("elbo", "latent")
-ALL_SCORES = ("recon", "elbo", "iwae", "latent", "combined")
-CHEAP_SCORES = ("recon", "elbo", "latent", "combined")  # one encode + one decode per image
+ALL_SCORES = ("recon", "elbo", "iwae", "blur", "latent", "knn", "combined")
+CHEAP_SCORES = ("recon", "elbo", "blur", "latent", "knn", "combined")  # one encode + one decode per image
 _IWAE_SEED = 1234
 
 
@@ -34,17 +37,18 @@ class ScoreState:
     gmm_log_weights: torch.Tensor | None = None  # (C,)
     gmm_means: torch.Tensor | None = None  # (C, d)
     gmm_prec_chol: torch.Tensor | None = None  # (C, d, d), sklearn's precisions_cholesky_
+    codes: torch.Tensor | None = None  # (N, d) mu of the normal training data, for knn
     mean: dict[str, float] = field(default_factory=dict)  # per score, on held-out normal data
     std: dict[str, float] = field(default_factory=dict)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"gmm_log_weights": self.gmm_log_weights, "gmm_means": self.gmm_means,
-               "gmm_prec_chol": self.gmm_prec_chol}
+               "gmm_prec_chol": self.gmm_prec_chol, "codes": self.codes}
         return {k: v.contiguous() for k, v in out.items() if v is not None}
 
 
-def fit_latent_mixture(mu: torch.Tensor, components: int, seed: int) -> ScoreState:
-    """Fit the Gaussian mixture over normal codes with sklearn; keep only its parameters (data, not objects)."""
+def fit_latent(mu: torch.Tensor, components: int, seed: int) -> ScoreState:
+    """Keep the normal codes (for knn) and fit a Gaussian mixture over them; parameters only, no objects."""
     from sklearn.mixture import GaussianMixture
 
     x = mu.double().numpy()
@@ -56,6 +60,7 @@ def fit_latent_mixture(mu: torch.Tensor, components: int, seed: int) -> ScoreSta
         gmm_log_weights=torch.from_numpy(np.log(gmm.weights_)).float(),
         gmm_means=torch.from_numpy(gmm.means_).float(),
         gmm_prec_chol=torch.from_numpy(gmm.precisions_cholesky_).float(),
+        codes=mu.float().contiguous(),
     )
 
 
@@ -83,31 +88,56 @@ def iwae_nll(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: 
     return -(torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k))
 
 
+def knn_distance(mu: torch.Tensor, codes: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
+    """Mean Euclidean distance to the k nearest codes, in chunks so the distance matrix stays small."""
+    k = min(k, len(codes))
+    return torch.cat([torch.cdist(mu[s:s + chunk], codes).topk(k, dim=1, largest=False).values.mean(1)
+                      for s in range(0, len(mu), chunk)])
+
+
+def blur_error(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    return (F.avg_pool2d(x - probs, 5, stride=1, padding=2, count_include_pad=False)).pow(2).flatten(1).sum(1)
+
+
+def combine(scores: dict[str, torch.Tensor], state: ScoreState, parts: list[str]) -> torch.Tensor:
+    return sum((scores[c] - state.mean[c]) / state.std[c] for c in parts)
+
+
+def needed(which, cfg: Config) -> set[str]:
+    """The scores to compute: those asked for plus the components 'combined' sums."""
+    return set(which) | (set(cfg.combine_parts()) if "combined" in which else set())
+
+
 @torch.inference_mode()
-def score_batch(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, iwae_samples: int = 16):
+def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES):
     """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name."""
+    need = needed(which, cfg)
     x = to_input(images)
     mu, logvar = model.encode(x)
+    logits = model.decode(mu)
     out: dict[str, torch.Tensor] = {}
-    recon = reconstruction_nll(model.decode(mu), x)
-    out["recon"] = recon
-    out["elbo"] = recon + kl_divergence(mu, logvar)
-    if state.gmm_means is not None and ("latent" in which or "combined" in which):
+    out["recon"] = reconstruction_nll(logits, x)
+    out["elbo"] = out["recon"] + kl_divergence(mu, logvar)
+    if "blur" in need:
+        out["blur"] = blur_error(x, torch.sigmoid(logits))
+    if "latent" in need and state.gmm_means is not None:
         out["latent"] = latent_nll(mu, state)
-    if "iwae" in which:
-        out["iwae"] = iwae_nll(model, x, mu, logvar, iwae_samples)
-    if "combined" in which and state.mean:
-        out["combined"] = sum((out[c] - state.mean[c]) / state.std[c] for c in COMBINED)
+    if "knn" in need and state.codes is not None:
+        out["knn"] = knn_distance(mu, state.codes, cfg.knn_k)
+    if "iwae" in need:
+        out["iwae"] = iwae_nll(model, x, mu, logvar, cfg.iwae_samples)
+    if "combined" in need and state.mean:
+        out["combined"] = combine(out, state, cfg.combine_parts())
     return {k: v for k, v in out.items() if k in which}
 
 
-def score_images(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, batch_size: int = 1024,
-                 iwae_samples: int = 16) -> dict[str, np.ndarray]:
+def score_images(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES,
+                 batch_size: int = 1024) -> dict[str, np.ndarray]:
     """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(images), batch_size):
-        for k, v in score_batch(model, images[start:start + batch_size], state, which, iwae_samples).items():
+        for k, v in score_batch(model, images[start:start + batch_size], state, cfg, which).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
 

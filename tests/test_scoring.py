@@ -1,0 +1,54 @@
+import numpy as np
+import torch
+
+from anomalyvae.config import Config
+from anomalyvae.scoring import (ScoreState, blur_error, combine, fit_latent, fit_normalisation, iwae_nll,
+                                knn_distance, latent_nll)
+
+
+def test_latent_nll_matches_sklearn_mixture_density():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    mu = torch.from_numpy(np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(5, 0.5, (300, 3))])).float()
+    state = fit_latent(mu, components=2, seed=0)
+    gmm = GaussianMixture(2, covariance_type="full", reg_covar=1e-4, random_state=0, max_iter=200).fit(mu.double().numpy())
+    x = torch.randn(7, 3) * 3
+    np.testing.assert_allclose(latent_nll(x, state).numpy(), -gmm.score_samples(x.double().numpy()), rtol=1e-3)
+
+
+def test_knn_distance_is_the_mean_of_the_k_smallest_distances():
+    codes, mu = torch.randn(1000, 4), torch.randn(300, 4)
+    brute = torch.cdist(mu, codes).sort(dim=1).values[:, :5].mean(1)
+    torch.testing.assert_close(knn_distance(mu, codes, 5, chunk=64), brute)
+
+
+def test_blur_error_forgives_a_one_pixel_shift_more_than_squared_error():
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 10:18, 12:14] = 1.0
+    shifted = torch.roll(x, 1, dims=3)
+    assert blur_error(x, shifted) < 0.2 * (x - shifted).pow(2).sum()
+    assert blur_error(x, x) == 0
+
+
+def test_combined_is_the_sum_of_scores_standardised_on_normal_data():
+    state = ScoreState()
+    fit_normalisation(state, {"knn": np.array([1.0, 3.0]), "latent": np.array([10.0, 10.0])})
+    assert state.mean == {"knn": 2.0, "latent": 10.0} and state.std == {"knn": 1.0, "latent": 1.0}
+    got = combine({"knn": torch.tensor([4.0]), "latent": torch.tensor([12.0])}, state, ["knn", "latent"])
+    assert got.item() == (4 - 2) / 1 + (12 - 10) / 1
+
+
+def test_iwae_bound_is_tighter_than_the_elbo_and_deterministic():
+    from anomalyvae.model import build_model, elbo_terms, to_input
+
+    torch.manual_seed(0)
+    model = build_model(Config(arch="mlp", latent_dim=3, hidden=16)).eval()
+    x = to_input(torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8))
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        gen = torch.Generator().manual_seed(0)
+        neg_elbo = torch.stack([sum(elbo_terms(model, x, gen)) for _ in range(2000)]).mean(0)  # Monte Carlo
+        iw = iwae_nll(model, x, mu, logvar, k=64)
+        assert torch.all(iw < neg_elbo)
+        assert torch.equal(iw, iwae_nll(model, x, mu, logvar, k=64))
