@@ -32,9 +32,9 @@ class MLPVAE(nn.Module):
 
 
 class ConvVAE(nn.Module):
-    """Two stride-2 convolutions each way: local stroke features that an MLP has to learn per pixel."""
+    """Two stride-2 convolutions and a dense layer each way: local stroke features an MLP learns per pixel."""
 
-    def __init__(self, image_size: int = 28, channels: int = 32, latent_dim: int = 16):
+    def __init__(self, image_size: int = 28, channels: int = 16, latent_dim: int = 16, hidden: int = 256):
         super().__init__()
         if image_size % 4:
             raise AnomalyVAEError(f"conv model needs an image_size divisible by 4, got {image_size}; use 28")
@@ -43,11 +43,11 @@ class ConvVAE(nn.Module):
         self.enc = nn.Sequential(
             nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(),
             nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU(),
-            nn.Flatten(),
+            nn.Flatten(), nn.Linear(2 * c * s * s, hidden), nn.ReLU(),
         )
-        self.fc_mu = nn.Linear(2 * c * s * s, latent_dim)
-        self.fc_logvar = nn.Linear(2 * c * s * s, latent_dim)
-        self.fc_dec = nn.Linear(latent_dim, 2 * c * s * s)
+        self.fc_mu = nn.Linear(hidden, latent_dim)
+        self.fc_logvar = nn.Linear(hidden, latent_dim)
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * c * s * s))
         self.dec = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),
@@ -65,7 +65,7 @@ class ConvVAE(nn.Module):
 def build_model(cfg: Config) -> nn.Module:
     if cfg.arch == "mlp":
         return MLPVAE(cfg.image_size, cfg.hidden, cfg.latent_dim)
-    return ConvVAE(cfg.image_size, cfg.channels, cfg.latent_dim)
+    return ConvVAE(cfg.image_size, cfg.channels, cfg.latent_dim, cfg.conv_hidden)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
