@@ -5,7 +5,8 @@ from anomalyvae.errors import AnomalyVAEError
 
 
 def test_defaults_validate():
-    assert make_config() == Config()
+    assert make_config() == Config().validate()
+    assert make_config(arch="mlp").latent_dim == 20 and make_config().latent_dim == 16
 
 
 def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path):
