@@ -196,6 +196,18 @@ def score(
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
 
 
+def _end_active_run(e: BaseException) -> None:
+    """A run left open by an error would be closed by MLflow's exit hook as FINISHED; record what happened."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    try:
+        if mlflow.active_run() is not None:
+            mlflow.end_run("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+    except Exception:  # tracking trouble must not hide the error being reported
+        pass
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
     try:
@@ -204,6 +216,8 @@ def main() -> None:
         raise
     except BaseException as e:
         import click
+
+        _end_active_run(e)
 
         if isinstance(e, click.exceptions.Exit):
             sys.exit(e.exit_code)
