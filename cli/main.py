@@ -211,20 +211,22 @@ def _end_active_run(e: BaseException) -> None:
 def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # typer >= 0.22 returns Ctrl-C as 130 instead of raising it
+            raise KeyboardInterrupt if code == 130 else SystemExit(code)
     except SystemExit:
         raise
     except BaseException as e:
         import click
 
         _end_active_run(e)
-
-        if isinstance(e, click.exceptions.Exit):
+        # typer >= 0.22 raises its own vendored copies of click's exceptions: accept both
+        if isinstance(e, (click.exceptions.Exit, typer.Exit)):
             sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
+        if isinstance(e, (click.ClickException, getattr(typer, "TyperException", click.ClickException))):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, (click.exceptions.Abort, KeyboardInterrupt)):
+        if isinstance(e, (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)):
             err.print("interrupted")
             sys.exit(130)
         from anomalyvae.errors import AnomalyVAEError
