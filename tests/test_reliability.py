@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from anomalyvae.detector import Detector, latest_model
 from anomalyvae.errors import ModelDirError
@@ -234,8 +236,12 @@ def small_disk(tmp_path, monkeypatch):
 
     def fill():
         if mounted:
-            free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
-            (folder / "filler").write_bytes(b"\0" * max(0, free - 8192))
+            with open(folder / "filler", "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError as e:
+                    assert e.errno == errno.ENOSPC
         else:
             import anomalyvae.modeldir as modeldir
 
@@ -274,6 +280,16 @@ def test_disk_full_during_training_is_one_line_exit_2_and_a_failed_run(small_dis
     assert [r.info.status for r in runs] == ["FAILED"]  # not FINISHED, as MLflow's exit hook would say
 
 
+def test_an_out_inside_a_file_is_exit_2_for_train_and_score(tmp_path, mnist_dir, config, cli, tiny_detector):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    code, _, err = cli(*train_args(mnist_dir, config, tmp_path / "file" / "m", epochs=1, limit=300), "--no-tracking")
+    assert code == 2 and "could not write" in err and "Not a directory" in err
+    tiny_detector.save(tmp_path / "model")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "x.png")
+    code, _, err = cli("score", tmp_path / "x.png", "--model", tmp_path / "model", "--out", tmp_path / "file" / "s.csv")
+    assert code == 2 and "could not write" in err and len(err.strip().splitlines()) == 1
+
+
 _KILL_BEFORE_RENAME = """
 import os, signal, sys
 from anomalyvae.detector import Detector
@@ -293,3 +309,31 @@ def test_a_kill_between_temp_write_and_rename_leaves_the_previous_model(tmp_path
     assert leftovers and all(name.startswith(".") for name in leftovers)  # the new bytes went elsewhere
     assert latest_model(tmp_path / "models") == tmp_path / "models" / "m"
     assert Detector.load(tmp_path / "models" / "m").threshold_ == tiny_detector.threshold_
+
+
+# -- the exit codes in the README's table ---------------------------------------------------------------
+
+def test_a_wrong_flag_is_exit_2(cli):
+    code, _, err = cli("train", "--epochs", "many")
+    assert code == 2 and "Invalid value for '--epochs'" in err and "Traceback" not in err
+
+
+def test_a_bug_is_exit_1_with_one_line_and_a_traceback_only_with_debug(tmp_path, cli, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Detector, "load", bug)
+    code, _, err = cli("score", tmp_path, "--model", tmp_path)
+    assert code == 1 and err.startswith("internal error: ZeroDivisionError: a bug") and "--debug" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ZeroDivisionError):
+        cli("--debug", "score", tmp_path, "--model", tmp_path)
+
+
+def test_ctrl_c_outside_the_training_loop_is_exit_130(tmp_path, cli, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Detector, "load", interrupted)
+    code, _, err = cli("score", tmp_path, "--model", tmp_path)
+    assert code == 130 and err.strip() == "interrupted"
