@@ -49,7 +49,17 @@ class Tracker:
             self.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             self.warn(f"MLflow tracking failed while {what} ({self.error}); continuing without tracking. "
                       "The model directory is unaffected.")
+            self._abandon_run()
             return None
+
+    def _abandon_run(self) -> None:
+        """Close a run that tracking gave up on, FAILED where the store still answers; never leave it active
+        in this process, where the next start_run would refuse to begin (or the exit hook call it FINISHED)."""
+        if self._mlflow is not None and self._mlflow.active_run() is not None:
+            try:
+                self._mlflow.end_run(status="FAILED")  # pops the run locally even when the server is gone
+            except Exception:
+                pass
 
     def start(self, run_name: str, tags: dict[str, str] | None = None, run_id: str | None = None) -> str | None:
         def go():

@@ -219,6 +219,8 @@ def test_a_tracking_failure_mid_run_is_reported_once_and_the_model_is_still_writ
     assert code == 0, err
     assert err.count("MLflow tracking failed") == 1 and "server went away" in err
     assert Detector.load(tmp_path / "m").info["epochs_run"] == 3
+    _, runs = train_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FAILED"] and mlflow.active_run() is None  # not left dangling
 
 
 # -- the disk ---------------------------------------------------------------------------------------------
