@@ -212,7 +212,7 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
     try:
         code = app(standalone_mode=False)
-        if isinstance(code, int) and code:  # typer >= 0.22 returns Ctrl-C as 130 instead of raising it
+        if isinstance(code, int) and code:  # recent typer (0.29 here) returns Ctrl-C as 130
             raise KeyboardInterrupt if code == 130 else SystemExit(code)
     except SystemExit:
         raise
@@ -220,7 +220,7 @@ def main() -> None:
         import click
 
         _end_active_run(e)
-        # typer >= 0.22 raises its own vendored copies of click's exceptions: accept both
+        # recent typer (0.29 here) raises its own vendored copies of click's exceptions: accept both
         if isinstance(e, (click.exceptions.Exit, typer.Exit)):
             sys.exit(e.exit_code)
         if isinstance(e, (click.ClickException, getattr(typer, "TyperException", click.ClickException))):
