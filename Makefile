@@ -24,4 +24,4 @@ test: setup
 	ANOMALYVAE_TEST_MNIST=$(abspath $(DATA)) $(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) models mlflow.db mlruns scores.csv m.json
+	rm -rf $(VENV) models mlflow.db mlflow.db.lock mlruns scores.csv m.json

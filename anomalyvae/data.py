@@ -90,13 +90,16 @@ def load_idx_split(dataset: str, data_dir: Path, split: str, size: int = 28, dow
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{images_path}: expected a 3-d uint8 image array, got {images.ndim}-d {images.dtype}")
-    if labels.ndim != 1 or len(labels) != len(images):
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected a 1-d label array, got {labels.ndim}-d; it is not a label file")
+    if len(labels) != len(images):
         raise DataError(
             f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images; "
             "the files do not belong together, re-download them"
         )
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{labels_path}: label {labels.max()} is out of range 0-9; the file is not a label file")
+    if labels.size and (labels.max() > 9 or labels.min() < 0):
+        bad = labels.max() if labels.max() > 9 else labels.min()
+        raise DataError(f"{labels_path}: label {bad} is out of range 0-9; the file is not a label file")
     out = torch.from_numpy(images.copy())
     if out.shape[1:] != (size, size):
         out = resize(out, size)

@@ -9,10 +9,10 @@ Like MNIST, the model expects light strokes on a dark background.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -77,8 +77,8 @@ class Found:
 def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Found]:
     """Files named directly are always tried; folders are walked recursively for image extensions.
 
-    Symlinked folders are not followed (no loops); unreadable folders and missing paths become error
-    entries instead of exceptions, so one bad path never hides the others.
+    Symlinked folders are not followed (no loops); unreadable folders, missing paths and special files
+    (FIFOs, devices) become error entries instead of exceptions or hangs, so one bad path never hides the others.
     """
     for given in paths:
         p = os.fspath(given)
@@ -87,17 +87,27 @@ def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Found]:
             for root, dirs, files in os.walk(p, onerror=errors.append):
                 dirs.sort()
                 for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                        yield Found(os.path.join(root, name))
+                    if os.path.splitext(os.fsdecode(name))[1].lower() in IMAGE_EXTENSIONS:  # bytes names too
+                        path = os.path.join(root, name)
+                        yield Found(path, _not_a_file(path))
                 while errors:
                     e = errors.pop(0)
                     yield Found(e.filename or p, f"cannot read folder: {e.strerror or e}")
         elif os.path.lexists(p) and not os.path.exists(p):
             yield Found(p, "broken symbolic link (or a symlink loop)")
         elif os.path.exists(p):
-            yield Found(p)
+            yield Found(p, _not_a_file(p))
         else:
             yield Found(p, "does not exist")
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why a listed path must not be opened: reading a FIFO blocks forever and a device never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # a symlink loop or a race: opening it gives the precise error row
+    return None if stat.S_ISREG(mode) else "not a regular file (a FIFO, socket or device)"
 
 
 def load_folder(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, list[str], list[Found]]:

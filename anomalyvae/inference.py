@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .detector import Detector
-from .errors import DataError
+from .errors import AnomalyVAEError, DataError
 from .images import Found, display_path, iter_image_files, load_image
 from .scoring import CHEAP_SCORES
 
@@ -74,12 +74,12 @@ def score_paths(det: Detector, paths: Iterable[str | os.PathLike], csv: Path | N
     summary = ScoreSummary(csv)
     heap: list[tuple[float, int, dict]] = []
     tmp = None
-    if csv is not None:
-        csv = Path(csv)
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{csv.name}.", suffix=".tmp", dir=csv.parent)
-        os.close(fd)
     try:
+        if csv is not None:
+            csv = Path(csv)
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{csv.name}.", suffix=".tmp", dir=csv.parent)
+            os.close(fd)
         for frame in score_frames(det, paths, chunk_size):
             if tmp is not None:
                 frame.to_csv(tmp, mode="a", header=summary.n_files == 0, index=False, errors="backslashreplace")
@@ -103,6 +103,9 @@ def score_paths(det: Detector, paths: Iterable[str | os.PathLike], csv: Path | N
                 pd.DataFrame(columns=["path", *CHEAP_SCORES, "is_anomaly", "error"]).to_csv(tmp, index=False)
             os.replace(tmp, csv)
             tmp = None
+    except OSError as e:  # images that cannot be read are rows; this is the CSV itself (full disk, bad --out)
+        raise AnomalyVAEError(f"could not write {csv} ({e.strerror or e}); free some disk space or choose "
+                              "another --out") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,20 @@ def _quiet_http_defaults() -> None:
     # MLflow retries an unreachable server for minutes by default; a training should not wait on that.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def _store_lock(uri: str):
+    """Serialise opening a sqlite store across processes: MLflow creates and migrates a new mlflow.db
+    without a lock, so two trainings started together on a fresh one fail ('duplicate column name')."""
+    if not uri.startswith("sqlite:"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+    from sqlalchemy.engine import make_url
+
+    db = make_url(uri).database
+    if not db or db == ":memory:":
+        return contextlib.nullcontext()
+    return FileLock(f"{db}.lock", timeout=120)
 
 
 class Tracker:
@@ -34,7 +49,17 @@ class Tracker:
             self.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             self.warn(f"MLflow tracking failed while {what} ({self.error}); continuing without tracking. "
                       "The model directory is unaffected.")
+            self._abandon_run()
             return None
+
+    def _abandon_run(self) -> None:
+        """Close a run that tracking gave up on, FAILED where the store still answers; never leave it active
+        in this process, where the next start_run would refuse to begin (or the exit hook call it FINISHED)."""
+        if self._mlflow is not None and self._mlflow.active_run() is not None:
+            try:
+                self._mlflow.end_run(status="FAILED")  # pops the run locally even when the server is gone
+            except Exception:
+                pass
 
     def start(self, run_name: str, tags: dict[str, str] | None = None, run_id: str | None = None) -> str | None:
         def go():
@@ -44,8 +69,9 @@ class Tracker:
             self._mlflow = mlflow
             if self.tracking_uri:
                 mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_experiment(self.experiment)
-            run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags)
+            with _store_lock(mlflow.get_tracking_uri()):
+                mlflow.set_experiment(self.experiment)
+                run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags)
             return run.info.run_id
 
         self.run_id = self._call("starting a run", go)

@@ -196,21 +196,37 @@ def score(
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
 
 
+def _end_active_run(e: BaseException) -> None:
+    """A run left open by an error would be closed by MLflow's exit hook as FINISHED; record what happened."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    try:
+        if mlflow.active_run() is not None:
+            mlflow.end_run("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+    except Exception:  # tracking trouble must not hide the error being reported
+        pass
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # recent typer (0.29 here) returns Ctrl-C as 130
+            raise KeyboardInterrupt if code == 130 else SystemExit(code)
     except SystemExit:
         raise
     except BaseException as e:
         import click
 
-        if isinstance(e, click.exceptions.Exit):
+        _end_active_run(e)
+        # recent typer (0.29 here) raises its own vendored copies of click's exceptions: accept both
+        if isinstance(e, (click.exceptions.Exit, typer.Exit)):
             sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
+        if isinstance(e, (click.ClickException, getattr(typer, "TyperException", click.ClickException))):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, (click.exceptions.Abort, KeyboardInterrupt)):
+        if isinstance(e, (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)):
             err.print("interrupted")
             sys.exit(130)
         from anomalyvae.errors import AnomalyVAEError

@@ -38,3 +38,49 @@ def write_png(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """The CLI's main() in this process, without an interpreter start-up: call(*args) -> (exit code, out, err).
+
+    MLflow's global tracking URI (which it also exports to the environment) is reset afterwards, so one
+    test's tracking store never leaks into another's subprocesses.
+    """
+    from anomalyvae.cli.main import main
+
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["anomalyvae", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
+
+
+@pytest.fixture
+def tiny_detector():
+    """An untrained but complete detector (random weights, calibrated on random images): scores files in ms."""
+    import torch
+
+    from anomalyvae.config import Config
+    from anomalyvae.data import Split
+    from anomalyvae.model import build_model
+    from anomalyvae.pipeline import calibrate_detector
+
+    torch.manual_seed(0)
+    cfg = Config(arch="mlp", latent_dim=4, hidden=32, latent_components=2)
+    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)
+    labels = torch.zeros(64, dtype=torch.int64)
+    return calibrate_detector(cfg, build_model(cfg).eval(), Split(images[:48], labels[:48]),
+                              Split(images[48:], labels[48:]), {"normal_classes": [0]})

@@ -39,3 +39,29 @@ def test_random_text_never_crashes_with_anything_but_our_error(text):
 @given(st.sets(st.integers(0, 9), min_size=1, max_size=9))
 def test_any_proper_subset_round_trips(classes):
     assert parse_classes(format_classes(sorted(classes))) == sorted(classes)
+
+
+_pad = st.sampled_from(["", " ", "  ", "\t"])
+_part = st.tuples(st.integers(0, 12), st.one_of(st.none(), st.integers(0, 12)), _pad)
+
+
+@given(st.lists(_part, min_size=1, max_size=4))
+def test_specs_written_in_the_grammar_give_the_union_or_the_first_problem(parts):
+    spec = ",".join(f"{p}{lo}{p}" if hi is None else f"{p}{lo}{p}-{p}{hi}{p}" for lo, hi, p in parts)
+    expected, problem = set(), None
+    for lo, hi, _ in parts:
+        hi = lo if hi is None else hi
+        if lo > hi:
+            problem = "backwards"
+        elif hi > 9:
+            problem = "out of range"
+        if problem:
+            break
+        expected.update(range(lo, hi + 1))
+    if problem is None and len(expected) == 10:
+        problem = "all 10"
+    if problem:
+        with pytest.raises(AnomalyVAEError, match=problem):
+            parse_classes(spec)
+    else:
+        assert parse_classes(spec) == sorted(expected)

@@ -3,6 +3,7 @@ import gzip
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from anomalyvae.errors import DataError
 from anomalyvae.idx import parse_idx, read_idx
@@ -84,3 +85,40 @@ def test_random_bytes_after_a_valid_magic_raise_only_data_error(tail):
         parse_idx(b"\x00\x00\x08\x02" + tail)
     except DataError:
         pass
+
+
+_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
+          np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+_arrays = hnp.arrays(dtype=st.sampled_from(list(_CODES)),
+                     shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_arrays)
+def test_every_valid_file_decodes_to_its_array(a):
+    out = parse_idx(idx_bytes(a, _CODES[a.dtype]))
+    assert out.shape == a.shape and np.array_equal(out, a, equal_nan=a.dtype.kind == "f")
+
+
+@settings(max_examples=150, deadline=None)
+@given(_arrays, st.data())
+def test_every_cut_of_a_valid_file_is_refused(a, data):
+    raw = idx_bytes(a, _CODES[a.dtype])
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    with pytest.raises(DataError):
+        parse_idx(raw[:cut])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=64), st.booleans())
+def test_random_gzip_content_or_broken_gzip_raises_only_data_error(raw, compress):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/x.gz"
+        with open(path, "wb") as f:
+            f.write(gzip.compress(raw) if compress else b"\x1f\x8b" + raw)
+        try:
+            read_idx(path)
+        except DataError:
+            pass

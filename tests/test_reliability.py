@@ -1,0 +1,341 @@
+"""Faults injected into real trainings: kills, signals, NaN losses, a dead tracking server, two jobs at once
+and a full disk. Each one ends with a complete model (the new or the previous one) and an honest MLflow run."""
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalyvae.detector import Detector, latest_model
+from anomalyvae.errors import ModelDirError
+from anomalyvae.modeldir import CHECKPOINT_FILE, MODEL_FILE, read_tensors
+
+# small and quick: an MLP on a few thousand digits, one thread, no early stopping to end it before a signal
+TINY = {"arch": "mlp", "hidden": 32, "latent_dim": 4, "latent_components": 2, "threads": 1, "patience": 1000}
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in TINY.items()))
+    return path
+
+
+def train_args(mnist_dir, config, out, epochs, limit=4000):
+    return ["train", "--normal", "0-8", "--limit", limit, "--epochs", epochs, "--data-dir", mnist_dir,
+            "--config", config, "--out", out]
+
+
+def start_training(args, cwd):
+    """A training in its own process, as a user starts it; output goes to files so no pipe fills up."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's default store: mlflow.db in cwd
+    log = open(cwd / f"train-{time.monotonic_ns()}.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "anomalyvae", *map(str, args)], cwd=cwd, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log
+    return proc
+
+
+def output(proc) -> str:
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def wait_for_checkpoint(proc, out: Path, timeout=180) -> None:
+    """Block until the first epoch is complete and checkpointed: from then on a kill has something to lose."""
+    deadline = time.monotonic() + timeout
+    while not (out / CHECKPOINT_FILE).exists():
+        assert proc.poll() is None, f"training ended before its first checkpoint:\n{output(proc)}"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.05)
+
+
+def finish(proc, timeout=180) -> tuple[int, str]:
+    """Wait for the training to end: its exit status and everything it printed."""
+    try:
+        return proc.wait(timeout), output(proc)
+    finally:
+        proc.kill()
+        proc.log.close()
+
+
+def train_runs(cwd: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("anomalyvae")
+    runs = client.search_runs([exp.experiment_id], "tags.`anomalyvae.job` = 'train'") if exp else []
+    return client, runs
+
+
+def steps(client, run_id, metric="val_loss") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, metric))
+
+
+# -- kill -9, SIGTERM, SIGINT ------------------------------------------------------------------------------
+
+def test_kill_9_mid_epoch_then_resume_continues_the_epochs_and_the_same_mlflow_run(tmp_path, mnist_dir, config):
+    out = tmp_path / "models" / "r"
+    proc = start_training(train_args(mnist_dir, config, out, epochs=200), tmp_path)
+    wait_for_checkpoint(proc, out)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    assert finish(proc)[0] == -signal.SIGKILL
+    assert not (out / MODEL_FILE).exists()  # the kill came before any model was saved
+    _, meta = read_tensors(out / CHECKPOINT_FILE)  # the checkpoint is complete despite the kill
+    done = meta["state"]["epoch"]
+    assert 1 <= done < 200
+    client, runs = train_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["RUNNING"]  # nobody could end it
+    killed_run = runs[0].info.run_id
+
+    proc = start_training(train_args(mnist_dir, config, out, epochs=done + 2) + ["--resume"], tmp_path)
+    code, text = finish(proc)
+    assert code == 0, text
+
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, done + 3))
+    assert history[:done] == meta["state"]["history"]  # the completed epochs were kept, not redone
+    client, runs = train_runs(tmp_path)
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(killed_run, "FINISHED")]  # resumed, not duplicated
+    assert Detector.load(out).info["mlflow_run_id"] == killed_run
+    logged = steps(client, killed_run)
+    assert len(logged) == len(set(logged)) and logged[-2:] == [done + 1, done + 2]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_best_model_marks_the_run_killed_and_exits_130(tmp_path, mnist_dir, config, sig):
+    out = tmp_path / "models" / "s"
+    proc = start_training(train_args(mnist_dir, config, out, epochs=200), tmp_path)
+    wait_for_checkpoint(proc, out)
+    proc.send_signal(sig)
+    code, text = finish(proc)
+    assert code == 130, text
+    assert f"stopped by {sig.name}" in text and "--resume" in text and "Traceback" not in text
+    det = Detector.load(out)
+    assert 1 <= det.info["epochs_run"] < 200
+    assert len(json.loads((out / "history.json").read_text())) == det.info["epochs_run"]
+    _, runs = train_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_two_trainings_at_once_on_one_fresh_mlflow_db_both_keep_their_runs(tmp_path, mnist_dir, config):
+    procs = [start_training(train_args(mnist_dir, config, tmp_path / "models" / name, epochs=2, limit=600), tmp_path)
+             for name in ("a", "b")]
+    for proc in procs:
+        code, text = finish(proc, timeout=240)
+        assert code == 0, text
+        assert "tracking failed" not in text
+    client, runs = train_runs(tmp_path)
+    assert sorted(Path(r.data.tags["anomalyvae.model_dir"]).name for r in runs) == ["a", "b"]
+    for r in runs:
+        assert r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1, 2]
+        assert Detector.load(r.data.tags["anomalyvae.model_dir"]).info["mlflow_run_id"] == r.info.run_id
+
+
+# -- NaN losses -------------------------------------------------------------------------------------------
+
+def nan_loss_from_step(monkeypatch, first_bad_step: int) -> None:
+    """Make the training loss NaN from the given optimiser step on (validation stays finite)."""
+    import anomalyvae.train as train_module
+
+    real, calls = train_module.elbo_terms, [0]
+
+    def elbo_terms(model, x, generator=None):
+        rec, kl = real(model, x, generator)
+        if model.training:
+            calls[0] += 1
+            if calls[0] >= first_bad_step:
+                rec = rec * float("nan")
+        return rec, kl
+
+    monkeypatch.setattr(train_module, "elbo_terms", elbo_terms)
+
+
+def test_a_diverging_lr_is_exit_3_and_leaves_the_earlier_model_untouched(tmp_path, mnist_dir, config, cli,
+                                                                          tiny_detector):
+    out = tmp_path / "m"
+    tiny_detector.save(out)
+    before = (out / MODEL_FILE).read_bytes()
+    code, _, err = cli(*train_args(mnist_dir, config, out, epochs=3, limit=2000), "--lr", "1e6", "--no-tracking")
+    assert code == 3
+    assert "loss became nan" in err and "Lower --lr" in err and len(err.strip().splitlines()) == 1
+    assert (out / MODEL_FILE).read_bytes() == before
+    assert Detector.load(out).threshold_ == tiny_detector.threshold_
+
+
+def test_nan_after_two_good_epochs_keeps_the_best_of_them_and_fails_the_run(tmp_path, mnist_dir, config, cli,
+                                                                           monkeypatch):
+    nan_loss_from_step(monkeypatch, 2 * 3 + 1)  # --limit 300: 270 training images, 3 steps of 128 per epoch
+    code, _, err = cli(*train_args(mnist_dir, config, tmp_path / "m", epochs=5, limit=300),
+                       "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert code == 3 and "loss became nan at epoch 3" in err and "kept the best model" in err
+    det = Detector.load(tmp_path / "m")
+    assert det.info["epochs_run"] == 2 and det.info["best_epoch"] in (1, 2)
+    assert len(json.loads((tmp_path / "m" / "history.json").read_text())) == 2
+    _, runs = train_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+# -- the tracking server ----------------------------------------------------------------------------------
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_an_unreachable_tracking_server_costs_one_warning_and_seconds_not_minutes(tmp_path, mnist_dir, config, cli):
+    t0 = time.monotonic()
+    code, out, err = cli(*train_args(mnist_dir, config, tmp_path / "m", epochs=2, limit=600),
+                         "--tracking-uri", f"http://127.0.0.1:{closed_port()}")
+    seconds = time.monotonic() - t0
+    assert code == 0, err
+    assert err.count("MLflow tracking failed") == 1 and "continuing without tracking" in err
+    assert Detector.load(tmp_path / "m").info["mlflow_run_id"] is None
+    assert seconds < 60  # MLflow's own defaults retry for about two minutes
+
+
+def test_a_tracking_failure_mid_run_is_reported_once_and_the_model_is_still_written(tmp_path, mnist_dir, config,
+                                                                                    cli, monkeypatch):
+    import mlflow
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("server went away")
+
+    monkeypatch.setattr(mlflow, "log_metrics", broken)
+    code, _, err = cli(*train_args(mnist_dir, config, tmp_path / "m", epochs=3, limit=600),
+                       "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert code == 0, err
+    assert err.count("MLflow tracking failed") == 1 and "server went away" in err
+    assert Detector.load(tmp_path / "m").info["epochs_run"] == 3
+    _, runs = train_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FAILED"] and mlflow.active_run() is None  # not left dangling
+
+
+# -- the disk ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """(folder, fill): a 1 MiB tmpfs where this process may mount one, and fill() leaves it nearly no space.
+
+    Without the privilege to mount, fill() makes every file write in modeldir fail with ENOSPC instead.
+    """
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                             capture_output=True).returncode == 0
+
+    def fill():
+        if mounted:
+            with open(folder / "filler", "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError as e:
+                    assert e.errno == errno.ENOSPC
+        else:
+            import anomalyvae.modeldir as modeldir
+
+            def no_space(fd):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            monkeypatch.setattr(modeldir.os, "fsync", no_space)
+
+    yield folder, fill
+    if mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_disk_full_while_saving_keeps_the_previous_model(small_disk, tiny_detector):
+    folder, fill = small_disk
+    tiny_detector.save(folder / "m")
+    fill()
+    tiny_detector.threshold_ = 123.0
+    with pytest.raises(ModelDirError, match="No space left on device.*previous file there is intact"):
+        tiny_detector.save(folder / "m")
+    assert Detector.load(folder / "m").threshold_ != 123.0
+    assert sorted(p.name for p in (folder / "m").iterdir()) == ["model.json", MODEL_FILE]  # no temp files left
+
+
+def test_disk_full_during_training_is_one_line_exit_2_and_a_failed_run(small_disk, tmp_path, mnist_dir, config, cli,
+                                                                       tiny_detector):
+    folder, fill = small_disk
+    tiny_detector.save(folder / "m")
+    fill()
+    code, _, err = cli(*train_args(mnist_dir, config, folder / "m", epochs=2, limit=600),
+                       "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert code == 2 and "No space left on device" in err
+    assert err.count("error:") == 1 and "Traceback" not in err  # one line of ours (MLflow logs its own INFO)
+    assert Detector.load(folder / "m").threshold_ == tiny_detector.threshold_
+    _, runs = train_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FAILED"]  # not FINISHED, as MLflow's exit hook would say
+
+
+def test_an_out_inside_a_file_is_exit_2_for_train_and_score(tmp_path, mnist_dir, config, cli, tiny_detector):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    code, _, err = cli(*train_args(mnist_dir, config, tmp_path / "file" / "m", epochs=1, limit=300), "--no-tracking")
+    assert code == 2 and "could not write" in err and "Not a directory" in err
+    tiny_detector.save(tmp_path / "model")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "x.png")
+    code, _, err = cli("score", tmp_path / "x.png", "--model", tmp_path / "model", "--out", tmp_path / "file" / "s.csv")
+    assert code == 2 and "could not write" in err and len(err.strip().splitlines()) == 1
+
+
+_KILL_BEFORE_RENAME = """
+import os, signal, sys
+from anomalyvae.detector import Detector
+det = Detector.load(sys.argv[1])
+det.threshold_ = 123.0
+os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # the temp file is written, the rename never happens
+det.save(sys.argv[1])
+"""
+
+
+def test_a_kill_between_temp_write_and_rename_leaves_the_previous_model(tmp_path, tiny_detector):
+    tiny_detector.save(tmp_path / "models" / "m")
+    r = subprocess.run([sys.executable, "-c", _KILL_BEFORE_RENAME, tmp_path / "models" / "m"], capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    leftovers = [p.name for p in (tmp_path / "models" / "m").iterdir() if p.name.endswith(".tmp")]
+    assert leftovers and all(name.startswith(".") for name in leftovers)  # the new bytes went elsewhere
+    assert latest_model(tmp_path / "models") == tmp_path / "models" / "m"
+    assert Detector.load(tmp_path / "models" / "m").threshold_ == tiny_detector.threshold_
+
+
+# -- the exit codes in the README's table ---------------------------------------------------------------
+
+def test_a_wrong_flag_is_exit_2(cli):
+    code, _, err = cli("train", "--epochs", "many")
+    assert code == 2 and "Invalid value for '--epochs'" in err and "Traceback" not in err
+
+
+def test_a_bug_is_exit_1_with_one_line_and_a_traceback_only_with_debug(tmp_path, cli, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Detector, "load", bug)
+    code, _, err = cli("score", tmp_path, "--model", tmp_path)
+    assert code == 1 and err.startswith("internal error: ZeroDivisionError: a bug") and "--debug" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ZeroDivisionError):
+        cli("--debug", "score", tmp_path, "--model", tmp_path)
+
+
+def test_ctrl_c_outside_the_training_loop_is_exit_130(tmp_path, cli, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Detector, "load", interrupted)
+    code, _, err = cli("score", tmp_path, "--model", tmp_path)
+    assert code == 130 and err.strip() == "interrupted"
