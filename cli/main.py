@@ -6,6 +6,7 @@ Heavy imports (torch, mlflow) happen inside the commands so that `anomalyvae --h
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -208,8 +209,13 @@ def _end_active_run(e: BaseException) -> None:
         pass
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM outside the training loop: the same clean exit as Ctrl-C (130)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:  # recent typer (0.29 here) returns Ctrl-C as 130
