@@ -98,6 +98,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
                          "train_seconds": result.seconds})
     tracker.log_artifact(out / "model.safetensors", "model")
     tracker.log_artifact(out / "model.json", "model")
+    tracker.log_model(out, example=data.val.images[:2])  # pyfunc flavour: mlflow.pyfunc.load_model / serve
     if result.stopped_by:
         tracker.end("KILLED")
         raise TrainingInterrupted(

@@ -41,11 +41,11 @@ def _warn(message: str) -> None:
     err.print(Text("warning: ", style="yellow") + Text(message), highlight=False)
 
 
-def _tracker(experiment: str, uri: Optional[str], disabled: bool):
+def _tracker(experiment: str, uri: Optional[str], disabled: bool, register: Optional[str] = None):
     from anomalyvae.tracking import Tracker
 
     return Tracker(experiment, uri or os.environ.get("MLFLOW_TRACKING_URI"), enabled=not disabled,
-                   warn=_warn)
+                   warn=_warn, register=register)
 
 
 def _model_dir(model: Optional[Path]) -> Path:
@@ -70,6 +70,7 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many normal training images (quick runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Model directory to write [default: models/<dataset>-<classes>-<arch>-<time>]."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training in --out from its last complete epoch."),
+    register: Optional[str] = typer.Option(None, "--register", help="Also register the MLflow model under this name in the Model Registry."),
     config: Optional[Path] = ConfigOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
@@ -83,7 +84,11 @@ def train(
     cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
                       tracking_uri=tracking_uri)
-    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking)
+    if register and no_tracking:
+        from anomalyvae.errors import AnomalyVAEError
+
+        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     columns = (TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
@@ -107,6 +112,9 @@ def train(
                   highlight=False)
     if tracker.run_id and tracker.enabled:
         console.print(f"MLflow run {tracker.run_id} ({tracker.uri})", highlight=False)
+    if tracker.model_uri:
+        also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
+        console.print(f"MLflow model: runs:/{tracker.run_id}/detector{also}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
 
 
@@ -163,9 +171,11 @@ def evaluate(
 @app.command()
 def score(
     paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-    model: Optional[Path] = ModelDirOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory, or an MLflow model URI "
+                                        "(models:/NAME/1, runs:/RUN_ID/detector) [default: the newest under models/]."),
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --model URIs [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db]."),
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -174,8 +184,12 @@ def score(
     from anomalyvae.detector import Detector
     from anomalyvae.errors import DataError
     from anomalyvae.inference import score_paths
+    from anomalyvae.mlflow_model import is_model_uri, load_detector
 
-    det = Detector.load(_model_dir(model))
+    if model is not None and is_model_uri(model):
+        det = load_detector(model, tracking_uri)
+    else:
+        det = Detector.load(_model_dir(Path(model) if model is not None else None))
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("score", total=None)
