@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics, plots
+from . import metrics, plots, report
 from .classes import format_classes, parse_classes
 from .config import Config
 from .data import CLASS_NAMES, Split, load_test, load_train
@@ -149,6 +149,7 @@ def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_
     artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
     order = np.argsort(-main)  # the most anomalous test images first
     artifacts.append(plots.reconstruction_grid(det.model, test.images[torch.from_numpy(order[:16].copy())], out))
+    artifacts.append(report.write(out, result, det, test.images, test.labels.numpy(), main, artifacts[:3], names=names))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     if tracker is not None:
         tracker.start(run_name=f"evaluate-{model_dir.name if model_dir else 'model'}",

@@ -176,6 +176,7 @@ def score(
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --model URIs [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db]."),
+    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="Write input | reconstruction | per-pixel error PNGs of each flagged image here."),
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -206,6 +207,11 @@ def score(
     console.print(table)
     for row in summary.errors:
         err.print(Text("skipped ", style="yellow") + Text(f"{row['path']}: {row['error']}"), highlight=False)
+    if heatmaps is not None:
+        from anomalyvae.heatmaps import write_flagged
+
+        maps = write_flagged(det, out, heatmaps)
+        console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
     console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
 
