@@ -81,6 +81,8 @@ def train(
     from anomalyvae.config import make_config
     from anomalyvae.pipeline import train_detector
 
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
+        console.quiet = err.quiet = True
     cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
                       tracking_uri=tracking_uri)
@@ -105,6 +107,8 @@ def train(
 
         det, model_dir = train_detector(cfg, out, resume, tracker, on_step=on_step, on_epoch=on_epoch,
                                         log=_warn)
+    if det is None:  # a torchrun worker other than rank 0: rank 0 reports
+        return
     info = det.info
     console.print(f"trained {cfg.arch} on {info['n_train']} images in {info['train_seconds']:.1f}s "
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
