@@ -189,12 +189,9 @@ def score(
     from anomalyvae.detector import Detector
     from anomalyvae.errors import DataError
     from anomalyvae.inference import score_paths
-    from anomalyvae.mlflow_model import is_model_uri, load_detector
+    from anomalyvae.mlflow_model import load_detector
 
-    if model is not None and is_model_uri(model):
-        det = load_detector(model, tracking_uri)
-    else:
-        det = Detector.load(_model_dir(Path(model) if model is not None else None))
+    det = load_detector(model, tracking_uri) if model is not None else Detector.load(_model_dir(None))
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("score", total=None)
