@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 # MNIST: the shared copy beside the checkout when there is one, else ./data (downloaded by torchvision).
 DATA   ?= $(firstword $(wildcard ../shared/datasets/mnist) data)
 
-.PHONY: setup demo test bench-speed bench-detection clean
+.PHONY: setup browser demo test bench-speed bench-detection clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,14 @@ demo: setup
 	$(BIN)/anomalyvae train --normal 0-8 --data-dir $(DATA)
 	$(BIN)/anomalyvae evaluate --metrics-out m.json
 
-test: setup
+# Debian's headless Chromium renders the HTML evaluation report in a test; apt needs root, elsewhere that test skips
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+	  echo "note: chromium not installed (needs root and apt-get); the report's browser test will be skipped"
+
+test: setup browser
 	ANOMALYVAE_TEST_MNIST=$(abspath $(DATA)) $(BIN)/pytest -q
 
 clean:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics, plots
+from . import distributed, metrics, plots, report
 from .classes import format_classes, parse_classes
 from .config import Config
 from .data import CLASS_NAMES, Split, load_test, load_train
@@ -58,6 +58,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
 
     The model directory is written before anything is uploaded, so a tracking failure never loses a model.
     Raises TrainingInterrupted / TrainingDiverged after saving the best model so far, when there is one.
+    Under torchrun (see `distributed`) only rank 0 tracks, calibrates and saves; other ranks return (None, out).
     """
     out = Path(out) if out is not None else default_out(cfg)
     if resume and not out.exists():
@@ -66,6 +67,10 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     if data.skipped:
         log(f"skipped {len(data.skipped)} unreadable file(s) in {cfg.train_dir}, e.g. "
             f"{data.skipped[0].path}: {data.skipped[0].error}")
+    if resume and distributed.enabled():
+        raise AnomalyVAEError("--resume is not supported under torchrun; resume with a single process")
+    if not distributed.is_main():
+        tracker = None  # rank 0 logs for everyone
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
     tracker.start(run_name=out.name, run_id=run_id, tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})
@@ -77,8 +82,12 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         if on_epoch is not None:
             on_epoch(s)
 
-    result = fit(cfg, data.train, data.val, out=out, resume=resume, on_step=on_step, on_epoch=epoch_done,
+    result = fit(distributed.local_config(cfg), distributed.shard(data.train), data.val,
+                 out=out if distributed.is_main() else None, resume=resume, on_step=on_step, on_epoch=epoch_done,
                  run_id=tracker.run_id)
+    distributed.finish()
+    if not distributed.is_main():
+        return None, out
     if not result.history:
         tracker.end("KILLED" if result.stopped_by else "FAILED")
         if result.diverged:
@@ -99,6 +108,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
                          "train_seconds": result.seconds})
     tracker.log_artifact(out / "model.safetensors", "model")
     tracker.log_artifact(out / "model.json", "model")
+    tracker.log_model(out, example=data.val.images[:2])  # pyfunc flavour: mlflow.pyfunc.load_model / serve
     if result.stopped_by:
         tracker.end("KILLED")
         raise TrainingInterrupted(
@@ -149,6 +159,7 @@ def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_
     artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
     order = np.argsort(-main)  # the most anomalous test images first
     artifacts.append(plots.reconstruction_grid(det.model, test.images[torch.from_numpy(order[:16].copy())], out))
+    artifacts.append(report.write(out, result, det, test.images, test.labels.numpy(), main, artifacts[:3], names=names))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     if tracker is not None:
         tracker.start(run_name=f"evaluate-{model_dir.name if model_dir else 'model'}",

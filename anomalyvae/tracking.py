@@ -33,8 +33,11 @@ class Tracker:
     """A thin guard around MLflow's fluent API; every method is a no-op once tracking has failed."""
 
     def __init__(self, experiment: str, tracking_uri: str | None = None, enabled: bool = True,
-                 warn: Callable[[str], None] = print):
+                 warn: Callable[[str], None] = print, register: str | None = None):
         self.experiment, self.tracking_uri, self.enabled, self.warn = experiment, tracking_uri, enabled, warn
+        self.register = register  # Model Registry name for log_model; None: log without registering
+        self.model_uri: str | None = None
+        self.model_version: int | None = None  # its Model Registry version when registered
         self.run_id: str | None = None
         self.error: str | None = None
         self._mlflow = None
@@ -97,6 +100,24 @@ class Tracker:
         path = Path(path)
         fn = self._mlflow and (self._mlflow.log_artifacts if path.is_dir() else self._mlflow.log_artifact)
         self._call(f"uploading {path}", lambda: fn(str(path), artifact_path))
+
+    def log_model(self, model_dir: str | Path, example: Any = None) -> str | None:
+        """Log the model directory as an MLflow pyfunc model (registered when `register` is set).
+
+        A failure here warns and leaves the rest of the run's tracking on: the run still gets its status.
+        """
+        if not self.enabled:
+            return None
+        try:
+            from .mlflow_model import log_model
+
+            info = log_model(model_dir, example=example, registered_model_name=self.register)
+            self.model_uri, self.model_version = info.model_uri, info.registered_model_version
+        except Exception as e:
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            self.warn(f"could not log the MLflow model ({type(e).__name__}: {first}); the model directory "
+                      f"{model_dir} is unaffected")
+        return self.model_uri
 
     def end(self, status: str = "FINISHED") -> None:
         self._call("ending the run", lambda: self._mlflow.end_run(status=status))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .config import Config
 from .data import Split
 from .errors import AnomalyVAEError
@@ -129,6 +130,7 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = build_model(cfg)
+    step = distributed.wrap(model)  # (recon, kl) per sample; DDP-averaged gradients under torchrun
     best = copy.deepcopy(model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -151,7 +153,7 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
             sums = torch.zeros(2, dtype=torch.float64)
             for i in range(steps):
                 x = to_input(train.images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
-                rec, kl = elbo_terms(model, x)
+                rec, kl = step(x)
                 loss = (rec + beta * kl).mean()
                 if not torch.isfinite(loss):
                     diverged = f"loss became {loss.item()} at epoch {st.epoch + 1}, step {i + 1}"

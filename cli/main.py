@@ -42,11 +42,11 @@ def _warn(message: str) -> None:
     err.print(Text("warning: ", style="yellow") + Text(message), highlight=False)
 
 
-def _tracker(experiment: str, uri: Optional[str], disabled: bool):
+def _tracker(experiment: str, uri: Optional[str], disabled: bool, register: Optional[str] = None):
     from anomalyvae.tracking import Tracker
 
     return Tracker(experiment, uri or os.environ.get("MLFLOW_TRACKING_URI"), enabled=not disabled,
-                   warn=_warn)
+                   warn=_warn, register=register)
 
 
 def _model_dir(model: Optional[Path]) -> Path:
@@ -71,6 +71,7 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many normal training images (quick runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Model directory to write [default: models/<dataset>-<classes>-<arch>-<time>]."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training in --out from its last complete epoch."),
+    register: Optional[str] = typer.Option(None, "--register", help="Also register the MLflow model under this name in the Model Registry."),
     config: Optional[Path] = ConfigOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
@@ -81,10 +82,16 @@ def train(
     from anomalyvae.config import make_config
     from anomalyvae.pipeline import train_detector
 
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
+        console.quiet = err.quiet = True
     cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
                       tracking_uri=tracking_uri)
-    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking)
+    if register and no_tracking:
+        from anomalyvae.errors import AnomalyVAEError
+
+        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     columns = (TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
@@ -101,6 +108,8 @@ def train(
 
         det, model_dir = train_detector(cfg, out, resume, tracker, on_step=on_step, on_epoch=on_epoch,
                                         log=_warn)
+    if det is None:  # a torchrun worker other than rank 0: rank 0 reports
+        return
     info = det.info
     console.print(f"trained {cfg.arch} on {info['n_train']} images in {info['train_seconds']:.1f}s "
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
@@ -108,6 +117,9 @@ def train(
                   highlight=False)
     if tracker.run_id and tracker.enabled:
         console.print(f"MLflow run {tracker.run_id} ({tracker.uri})", highlight=False)
+    if tracker.model_uri:
+        also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
+        console.print(f"MLflow model: runs:/{tracker.run_id}/detector{also}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
 
 
@@ -164,9 +176,12 @@ def evaluate(
 @app.command()
 def score(
     paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-    model: Optional[Path] = ModelDirOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory, or an MLflow model URI "
+                                        "(models:/NAME/1, runs:/RUN_ID/detector) [default: the newest under models/]."),
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --model URIs [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db]."),
+    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="Write input | reconstruction | per-pixel error PNGs of each flagged image here."),
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -175,8 +190,9 @@ def score(
     from anomalyvae.detector import Detector
     from anomalyvae.errors import DataError
     from anomalyvae.inference import score_paths
+    from anomalyvae.mlflow_model import load_detector
 
-    det = Detector.load(_model_dir(model))
+    det = load_detector(model, tracking_uri) if model is not None else Detector.load(_model_dir(None))
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("score", total=None)
@@ -193,6 +209,11 @@ def score(
     console.print(table)
     for row in summary.errors:
         err.print(Text("skipped ", style="yellow") + Text(f"{row['path']}: {row['error']}"), highlight=False)
+    if heatmaps is not None:
+        from anomalyvae.heatmaps import write_flagged
+
+        maps = write_flagged(det, out, heatmaps)
+        console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
     console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
 

@@ -1,0 +1,97 @@
+"""Data-parallel training with PyTorch's own engine: `torchrun --nproc-per-node N -m anomalyvae train ...`.
+
+torchrun starts N copies of the command and sets RANK / WORLD_SIZE / MASTER_ADDR; each process trains on
+its own 1/N of the normal images and DistributedDataParallel averages the gradients (gloo; the models here
+run on CPU). `batch_size` stays the global batch (each process takes batch_size / N), so a run with N
+processes takes the same optimisation steps as one process and lands near the same model. Validation,
+early stopping and the best-model choice run on the full held-out set in every process (identical weights
+give identical decisions); only rank 0 writes checkpoints, calibrates, saves and logs to MLflow.
+Without torchrun every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+from torch import nn
+
+from .config import Config
+from .data import Split
+from .errors import AnomalyVAEError
+from .model import elbo_terms
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def enabled() -> bool:
+    return world_size() > 1
+
+
+def init() -> None:
+    """Join the process group torchrun set up (idempotent)."""
+    import torch.distributed as dist
+
+    if enabled() and not dist.is_initialized():
+        dist.init_process_group("gloo")
+
+
+def finish() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def local_config(cfg: Config) -> Config:
+    """Each process's share of the global batch."""
+    n = world_size()
+    if n == 1:
+        return cfg
+    if cfg.batch_size < n:
+        raise AnomalyVAEError(f"--batch-size {cfg.batch_size} is smaller than the {n} processes; raise it")
+    return dataclasses.replace(cfg, batch_size=cfg.batch_size // n)
+
+
+def shard(split: Split) -> Split:
+    """This process's equal share (every N-th image), so that all processes take the same number of steps."""
+    n = world_size()
+    if n == 1:
+        return split
+    per = len(split) // n
+    if per < 1:
+        raise AnomalyVAEError(f"{len(split)} training images cannot be shared by {n} processes")
+    return split.subset(torch.arange(rank(), per * n, n))
+
+
+class ELBOStep(nn.Module):
+    """The training forward pass as a module, so DistributedDataParallel can hook its backward."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return elbo_terms(self.vae, x)
+
+
+def wrap(model: nn.Module) -> nn.Module:
+    """model -> a module whose call returns (recon, kl) per sample; gradient-averaging DDP under torchrun."""
+    step = ELBOStep(model)
+    if not enabled():
+        return step
+    init()
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step)

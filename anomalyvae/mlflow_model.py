@@ -1,0 +1,143 @@
+"""The detector as an MLflow pyfunc model, so anything that speaks MLflow can load, serve or Spark-map it.
+
+The MLflow model holds no pickle: its code is `pyfunc_code.py` (MLflow's "models from code") and its one
+artifact is a model directory (model.safetensors + model.json), loaded with `Detector.load` as data.
+Input: uint8 pixels, one flattened image_size x image_size image per row (a numpy array, a DataFrame of
+784 columns, a JSON {"inputs": [[...]]} request or a Spark array column). Output: one row per image with
+the detector's scores and `is_anomaly`. The environment that loads it needs anomalyvae installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from .detector import Detector
+from .modeldir import MODEL_FILE
+from .scoring import CHEAP_SCORES
+
+NAME = "detector"  # the logged model's name: runs:/<run_id>/detector
+CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
+
+
+def output_scores(det: Detector) -> tuple[str, ...]:
+    """The scores a prediction returns: the cheap ones plus the model's own (iwae only when it is the default)."""
+    return tuple(dict.fromkeys([*CHEAP_SCORES, det.score_]))
+
+
+class AnomalyVAEModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: load_context reads the model directory, predict scores flattened uint8 images."""
+
+    # The explicit signature (see `signature`) is what MLflow enforces; this keeps MLflow from inspecting
+    # predict's type hints and warning, on every import, that there are none.
+    _skip_type_hint_validation = True
+
+    def load_context(self, context) -> None:
+        self.detector = Detector.load(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input, params=None):
+        return predict_frame(self.detector, model_input)
+
+
+def to_images(model_input: Any, size: int):
+    """Rows of size*size pixels (array, DataFrame or nested lists) -> a (N, size, size) uint8 tensor."""
+    import torch
+
+    if isinstance(model_input, dict) and len(model_input) == 1:  # a named tensor: {"pixels": array}
+        model_input = next(iter(model_input.values()))
+    values = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else np.asarray(model_input)
+    if values.size % (size * size):
+        raise ValueError(f"each row must hold {size * size} pixels ({size}x{size}, row-major), got shape {values.shape}")
+    if values.dtype != np.uint8:
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise ValueError("pixels must be 0..255 (uint8 grayscale, light strokes on a dark background)")
+        values = values.astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(values.reshape(-1, size, size)))
+
+
+def predict_frame(det: Detector, model_input: Any) -> pd.DataFrame:
+    """One row per image: each score in `output_scores` and is_anomaly (score > the calibrated threshold)."""
+    which = output_scores(det)
+    scores = det.score_samples(to_images(model_input, det.config.image_size), which=which)
+    frame = pd.DataFrame({name: scores[name] for name in which})
+    frame["is_anomaly"] = scores[det.score_] > det.threshold_
+    return frame
+
+
+def signature(det: Detector):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    d = det.config.image_size ** 2
+    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, d))])
+    outputs = Schema([ColSpec("double", s) for s in output_scores(det)] + [ColSpec("boolean", "is_anomaly")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def requirements() -> list[str]:
+    """Pinned to what trained the model; anomalyvae itself must be installed beside them (not on PyPI)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "numpy", "pandas", "safetensors", "scikit-learn")]
+
+
+def log_model(model_dir: str | Path, example: np.ndarray | None = None, registered_model_name: str | None = None,
+              name: str = NAME):
+    """Log the model directory as a pyfunc model in the active run; returns MLflow's ModelInfo.
+
+    Only model.safetensors and model.json are packaged (not the training checkpoint or evaluation plots).
+    """
+    model_dir = Path(model_dir)
+    det = Detector.load(model_dir)
+    d = det.config.image_size ** 2
+    example = np.zeros((2, d), np.uint8) if example is None else np.asarray(example, np.uint8).reshape(-1, d)
+    with tempfile.TemporaryDirectory(prefix="anomalyvae-pyfunc-") as tmp:
+        staged = Path(tmp) / model_dir.name
+        staged.mkdir()
+        for f in (MODEL_FILE, "model.json"):
+            if (model_dir / f).exists():
+                shutil.copy2(model_dir / f, staged / f)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(CODE_FILE),
+            artifacts={"model_dir": str(staged)},
+            signature=signature(det),
+            input_example=example,
+            pip_requirements=requirements(),
+            registered_model_name=registered_model_name,
+            metadata={"anomalyvae_score": det.score_, "anomalyvae_threshold": det.threshold_},
+        )
+
+
+def is_model_uri(ref: str | Path) -> bool:
+    """models:/NAME/1, runs:/ID/detector, s3://..., mlflow-artifacts:/... (a drive letter is not a scheme)."""
+    import re
+
+    return isinstance(ref, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", ref) is not None
+
+
+def load_detector(ref: str | Path, tracking_uri: str | None = None) -> Detector:
+    """A local model directory or file, or any MLflow artifact URI that holds one (a logged pyfunc model,
+    a registered version, or the run's raw `model/` folder): downloaded to a temporary folder, loaded as data."""
+    if not is_model_uri(ref):
+        return Detector.load(ref)
+    from .errors import ModelDirError
+
+    with tempfile.TemporaryDirectory(prefix="anomalyvae-download-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(ref), dst_path=tmp,
+                                                             tracking_uri=tracking_uri))
+        except Exception as e:
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise ModelDirError(f"could not download {ref} from MLflow ({first}); check the URI and "
+                                "--tracking-uri / MLFLOW_TRACKING_URI") from None
+        found = [local] if local.is_file() else sorted(local.rglob(MODEL_FILE), key=lambda p: len(p.parts))
+        if not found:
+            raise ModelDirError(f"{ref} holds no {MODEL_FILE}; is it an anomalyvae model?")
+        return Detector.load(found[0])

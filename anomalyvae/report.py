@@ -1,0 +1,90 @@
+"""One self-contained HTML page per evaluation, for people: every figure inlined as a base64 PNG, no scripts,
+no external files, so it can be mailed, attached to a ticket or opened from MLflow's artifact view."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import heatmaps
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #222; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #eee; }
+th { text-align: left; background: #f6f6f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.kpi { display: flex; gap: 14px; flex-wrap: wrap; } .kpi div { background: #f4f6fa; padding: 8px 14px; border-radius: 6px; }
+.kpi b { display: block; font-size: 20px; } .figs img { max-width: 49%; } .anom { color: #b00; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; } figcaption { font-size: 12px; color: #555; }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td{" class=n" if i >= numeric_from else ""}>{_fmt(v)}</td>'
+                                    for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: np.ndarray, scores: np.ndarray,
+          figures: list[Path], top: int = 16, names: list[str] | None = None) -> Path:
+    """Write out/report.html: headline numbers, curves and histograms (the PNGs in `figures`), per-class
+    table and the `top` most anomalous test images beside their reconstructions and per-pixel error maps."""
+    cfg = det.config
+    order = np.argsort(-scores)[:top]
+    recs, errs = heatmaps.pixel_errors(det.model, images[torch.from_numpy(order.copy())])
+    tiles = []
+    for rank, (i, rec, err) in enumerate(zip(order, recs, errs), 1):
+        label = int(labels[i])
+        name = names[label] if names and 0 <= label < len(names) else str(label)
+        flag = "anomaly" if scores[i] > det.threshold_ else "normal"
+        tiles.append(f"<figure>{_img(heatmaps.png_bytes(heatmaps.panel(images[i].numpy(), rec, err)), f'test image {i}')}"
+                     f"<figcaption>#{rank}: test image {i}, class {html.escape(name)}, {det.score_} "
+                     f"{scores[i]:.2f}, flagged {flag}</figcaption></figure>")
+    kpis = [("AUROC", result["auroc"]), ("AUPRC", result["auprc"]), ("threshold", result["threshold"]),
+            ("FPR on test normals", result["fpr"]), ("target FPR", cfg.fpr),
+            ("FPR on held-out normals", det.info.get("val_fpr", float("nan"))),
+            ("precision", result["precision"]), ("recall", result["recall"]), ("F1", result["f1"])]
+    score_rows = [[k + (" (default)" if k == result["score"] else ""), v["auroc"], v["auprc"]]
+                  for k, v in result["scores"].items()]
+    class_rows = [[r["class"], "anomaly" if r["anomaly"] else "normal", r["n"], r["mean_score"], r.get("auroc", "")]
+                  for r in result["per_class"]]
+    figs = "".join(_img(Path(f).read_bytes(), Path(f).stem) for f in figures)
+    normal = ", ".join(map(str, det.info.get("normal_classes", []))) or "folder"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>anomalyvae evaluation: AUROC {result['auroc']:.4f}</title>
+<style>{CSS}</style></head><body>
+<h1>anomalyvae evaluation</h1>
+<p>Model <code>{html.escape(str(result.get('model_dir') or ''))}</code>: {html.escape(cfg.arch)} VAE on
+{html.escape(cfg.dataset)}, normal classes {html.escape(normal)}; score <b>{html.escape(det.score_)}</b>.
+Test set: {result['n_test']} images, {result['n_anomalies']} anomalies. Written
+{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.</p>
+<div class="kpi">{''.join(f'<div>{html.escape(k)}<b>{_fmt(float(v))}</b></div>' for k, v in kpis)}</div>
+<p>An image is flagged when its {html.escape(det.score_)} score exceeds the threshold, set at the
+{1 - cfg.fpr:.0%} quantile of the score on held-out normal training data. At that threshold:
+tp {result['tp']}, fp {result['fp']}, tn {result['tn']}, fn {result['fn']}.</p>
+<h2>Ranking quality of each score</h2>{_table(['score', 'AUROC', 'AUPRC'], score_rows)}
+<h2>ROC and precision-recall curves, score histograms</h2><div class="figs">{figs}</div>
+<h2>Per class</h2>{_table(['class', 'role', 'n', f'mean {det.score_}', 'AUROC vs normals'], class_rows, 2)}
+<h2>The {len(order)} most anomalous test images</h2>
+<p>Each: input | reconstruction at z = mu | per-pixel error -log p(x<sub>i</sub> | z) (black 0, yellow
+&ge; {heatmaps.VMAX:g} nats).</p><div class="grid">{''.join(tiles)}</div>
+</body></html>
+"""
+    path = Path(out) / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
