@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import torch
 
 from . import distributed, metrics, plots, report
 from .classes import format_classes, parse_classes
-from .config import Config
+from .config import Config, auto_epochs
 from .data import CLASS_NAMES, Split, load_test, load_train
 from .detector import Detector
 from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterrupted
@@ -71,6 +72,8 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         raise AnomalyVAEError("--resume is not supported under torchrun; resume with a single process")
     if not distributed.is_main():
         tracker = None  # rank 0 logs for everyone
+    if cfg.epochs is None:
+        cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(data.train), cfg.batch_size))
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
     tracker.start(run_name=out.name, run_id=run_id, tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})

@@ -92,10 +92,10 @@ def train(
 
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
-    columns = (TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
+    columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
-        task = bar.add_task("train", total=None, epoch=0, epochs=cfg.epochs, loss=float("nan"), val="-")
+        task = bar.add_task("train", total=None, epoch=0, loss=float("nan"), val="-")
 
         def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
             if step == 1 or step % 20 == 0 or step == steps:
