@@ -13,6 +13,7 @@ from .errors import AnomalyVAEError
 DATASETS = ("mnist", "fashion-mnist", "folder")
 ARCHS = ("mlp", "conv")
 SCORES = ("recon", "elbo", "iwae", "latent", "combined")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Config:
     patience: int = 5  # early stopping: epochs without a better validation negative ELBO
     kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
     seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
+    precision: str = "auto"  # auto | float32 | bfloat16: auto uses bfloat16 where the CPU has it (runtime.py)
     # scoring and threshold
     score: str = "elbo"  # the score that is_anomaly and the threshold use
     iwae_samples: int = 16
@@ -57,6 +59,8 @@ class Config:
             raise bad("arch", f"is {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.score not in SCORES:
             raise bad("score", f"is {self.score!r}; choose one of {', '.join(SCORES)}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.dataset != "folder":
             from .classes import parse_classes
 

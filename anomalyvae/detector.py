@@ -18,6 +18,7 @@ from .config import Config, update
 from .errors import ModelDirError
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .model import build_model
+from .runtime import set_threads
 from .scoring import ALL_SCORES, ScoreState, score_images
 from .threshold import flag
 
@@ -49,7 +50,8 @@ class Detector:
     def score_samples(self, images: torch.Tensor, which=ALL_SCORES) -> dict[str, np.ndarray]:
         """All scores for uint8 images (N, H, W); higher means more anomalous."""
         which = tuple(dict.fromkeys([*which, self.score_]))
-        return score_images(self.model, images, self.state, which, iwae_samples=self.config.iwae_samples)
+        return score_images(self.model, images, self.state, which, iwae_samples=self.config.iwae_samples,
+                            precision=self.config.precision)
 
     def decision_function(self, images: torch.Tensor) -> np.ndarray:
         return self.score_samples(images, which=(self.score_,))[self.score_]
@@ -102,6 +104,7 @@ class Detector:
                 std=dict(meta["score_std"]),
             )
             det = cls(cfg, model.eval(), state, float(meta["threshold"]), dict(meta.get("info", {})))
+            set_threads(cfg.threads)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelDirError(f"{file}: incomplete model metadata ({e}); re-train the model") from None
         except RuntimeError as e:  # load_state_dict: missing/unexpected keys or shape mismatch

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics, plots
 from .classes import format_classes, parse_classes
 from .config import Config
 from .data import CLASS_NAMES, Split, load_test, load_train
@@ -42,9 +41,10 @@ def encode_mu(model, images: torch.Tensor, batch_size: int = 2048) -> torch.Tens
 def calibrate_detector(cfg: Config, model, train: Split, val: Split, info: dict[str, Any]) -> Detector:
     """Fit the latent mixture on normal training codes, standardise scores and set the threshold on val."""
     state = fit_latent_mixture(encode_mu(model, train.images), cfg.latent_components, cfg.seed)
-    val_scores = score_images(model, val.images, state, which=BASE_SCORES + ("iwae",), iwae_samples=cfg.iwae_samples)
+    kw = {"iwae_samples": cfg.iwae_samples, "precision": cfg.precision}  # as the Detector will score
+    val_scores = score_images(model, val.images, state, which=BASE_SCORES + ("iwae",), **kw)
     fit_normalisation(state, val_scores)
-    val_scores = score_images(model, val.images, state, which=(cfg.score,), iwae_samples=cfg.iwae_samples)
+    val_scores = score_images(model, val.images, state, which=(cfg.score,), **kw)
     threshold = calibrate(val_scores[cfg.score], cfg.fpr)
     info = {**info, "val_fpr": realized_fpr(val_scores[cfg.score], threshold)}
     return Detector(cfg, model, state, threshold, info)
@@ -122,6 +122,8 @@ def load_labelled_folders(normal_dir: str, anomaly_dir: str, size: int) -> Split
 def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_dir: str | None = None,
                       tracker: Tracker | None = None, model_dir: Path | None = None) -> dict[str, Any]:
     """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split)."""
+    from . import metrics, plots  # here, not at the top: sklearn's import took 3.5 s of `train`'s start-up
+
     cfg = det.config
     if test is not None:
         y_true = test.labels.numpy().astype(bool)  # folders: 1 = anomaly

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .model import kl_divergence, reconstruction_nll, to_input
+from .runtime import autocast, resolve_precision
 
 BASE_SCORES = ("recon", "elbo", "latent")
 COMBINED = ("elbo", "latent")
@@ -84,30 +85,43 @@ def iwae_nll(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: 
 
 
 @torch.inference_mode()
-def score_batch(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, iwae_samples: int = 16):
-    """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name."""
+def score_batch(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, iwae_samples: int = 16,
+                precision: str = "float32"):
+    """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name.
+
+    Under "bfloat16" only the network runs in bfloat16; every score is summed in float32.
+    """
     x = to_input(images)
-    mu, logvar = model.encode(x)
+    with autocast(precision):
+        mu, logvar = model.encode(x)
+        mu, logvar = mu.float(), logvar.float()
+        logits = model.decode(mu) if {"recon", "elbo", "combined"} & set(which) else None
     out: dict[str, torch.Tensor] = {}
-    recon = reconstruction_nll(model.decode(mu), x)
-    out["recon"] = recon
-    out["elbo"] = recon + kl_divergence(mu, logvar)
+    if logits is not None:
+        out["recon"] = reconstruction_nll(logits, x)
+        out["elbo"] = out["recon"] + kl_divergence(mu, logvar)
     if state.gmm_means is not None and ("latent" in which or "combined" in which):
         out["latent"] = latent_nll(mu, state)
     if "iwae" in which:
-        out["iwae"] = iwae_nll(model, x, mu, logvar, iwae_samples)
+        with autocast(precision):
+            out["iwae"] = iwae_nll(model, x, mu, logvar, iwae_samples)
     if "combined" in which and state.mean:
         out["combined"] = sum((out[c] - state.mean[c]) / state.std[c] for c in COMBINED)
     return {k: v for k, v in out.items() if k in which}
 
 
 def score_images(model, images: torch.Tensor, state: ScoreState, which=ALL_SCORES, batch_size: int = 1024,
-                 iwae_samples: int = 16) -> dict[str, np.ndarray]:
-    """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays."""
+                 iwae_samples: int = 16, precision: str = "auto") -> dict[str, np.ndarray]:
+    """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays.
+
+    `precision` is Config.precision ('auto' is bfloat16 where the CPU has it natively, see runtime.py).
+    """
     model.eval()
+    precision = resolve_precision(precision, "score")
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(images), batch_size):
-        for k, v in score_batch(model, images[start:start + batch_size], state, which, iwae_samples).items():
+        for k, v in score_batch(model, images[start:start + batch_size], state, which, iwae_samples,
+                                precision).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
 
