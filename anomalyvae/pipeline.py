@@ -77,7 +77,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
             on_epoch(s)
 
     result = fit(cfg, data.train, data.val, out=out, resume=resume, on_step=on_step, on_epoch=epoch_done,
-                 run_id=tracker.run_id)
+                 run_id=lambda: tracker.run_id)  # resolved at the first checkpoint: MLflow starts meanwhile
     if not result.history:
         tracker.end("KILLED" if result.stopped_by else "FAILED")
         if result.diverged:

@@ -124,8 +124,11 @@ def _load_checkpoint(path: Path, model, best, opt, gen: torch.Generator) -> _Sta
 def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
         on_step: Callable[[int, int, int, float], None] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
-        run_id: str | None = None) -> FitResult:
-    """Train a VAE on normal images; checkpoint to `out` after each epoch when given."""
+        run_id: str | Callable[[], str | None] | None = None) -> FitResult:
+    """Train a VAE on normal images; checkpoint to `out` after each epoch when given.
+
+    `run_id` (or a callable giving it, called at the first checkpoint) is stored for --resume.
+    """
     torch.manual_seed(cfg.seed)
     set_threads(cfg.threads)
     precision = resolve_precision(cfg.precision, "train")
@@ -193,6 +196,8 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
             else:
                 st.bad_epochs += 1
             if ckpt is not None:
+                if callable(st.run_id):  # the pipeline's tracker may still be starting when training begins
+                    st.run_id = st.run_id()
                 _save_checkpoint(ckpt, model, best, opt, gen, st)
             if on_epoch is not None:
                 on_epoch(stats)
