@@ -9,6 +9,8 @@ Like MNIST, the model expects light strokes on a dark background.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
 import io
 import os
 import warnings
@@ -90,20 +92,37 @@ def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
 @functools.cache
 def _libpng():
-    """torchvision's libpng decoding op, or None where torchvision no longer has it (0.29 deprecates its
-    decoders in favour of TorchCodec): then every file goes through Pillow.
+    """torchvision's libpng decoding op, or None where it cannot be had: then every file goes through Pillow.
 
-    The op, not torchvision.io.decode_png: that wrapper's deprecation warning and usage logging cost about
-    as much as the decode of a 28x28 file.
+    The op is loaded from torchvision's image extension with torch.ops.load_library (4 ms) rather than by
+    importing torchvision.io: that imports all of torchvision and, through it, torch._dynamo, 1.5-3.8 s
+    here, more than decoding 10k files takes. torchvision 0.29 deprecates these decoders for TorchCodec;
+    a self-test on a known file guards against the op changing or disappearing.
     """
-    try:
-        import torchvision.io  # loads the extension that registers torch.ops.image
-
-        op = torch.ops.image.decode_png
-        unchanged = torchvision.io.ImageReadMode.UNCHANGED.value
-    except (ImportError, AttributeError, RuntimeError):
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return lambda data: op(data, unchanged, False)
+    folder = spec.submodule_search_locations[0]
+    for name in ("image_stable", "image"):
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, name + suffix)
+            if not os.path.exists(path):
+                continue
+            try:
+                torch.ops.load_library(path)
+                op = torch.ops.image.decode_png
+                decode = lambda data: op(data, 0, False)  # 0: ImageReadMode.UNCHANGED, no EXIF rotation
+                if decode(torch.frombuffer(bytearray(_PROBE_PNG), dtype=torch.uint8)).tolist() == [[[7, 200]]]:
+                    return decode
+            except (OSError, RuntimeError, AttributeError, TypeError):
+                pass
+    return None
+
+
+# a 2x1 8-bit grayscale PNG with pixels 7 and 200, written by Pillow
+_PROBE_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000002000000010800000000d14920560000000b49444154789c"
+    "63603f010000d900d0d7a6223c0000000049454e44ae426082")
 
 
 def _decode_pillow(file, size: int) -> np.ndarray:

@@ -36,7 +36,7 @@ from anomalyvae.config import Config, make_config  # noqa: E402
 from anomalyvae.data import Split, load_idx_split  # noqa: E402
 from anomalyvae.metrics import ranking  # noqa: E402
 from anomalyvae.pipeline import calibrate_detector  # noqa: E402
-from anomalyvae.scoring import score_images  # noqa: E402
+from anomalyvae.scoring import ScoreState, score_images  # noqa: E402
 from anomalyvae.train import fit  # noqa: E402
 
 NORMAL = list(range(9))
@@ -138,7 +138,7 @@ def ours_val(model, images):
 
 
 # -- sections ---------------------------------------------------------------------------------------------
-def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, threads: int):
+def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, test: Split, threads: int):
     root = tmp / "tv"
     (root / "MNIST" / "raw").mkdir(parents=True)
     for f in data_dir.glob("*-ubyte.gz"):  # torchvision checks the md5 of these and extracts them, offline
@@ -147,11 +147,13 @@ def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, th
     cfg = make_config(arch="mlp", hidden=400, latent_dim=20, batch_size=128, lr=1e-3, epochs=args.epochs,
                       patience=args.epochs, threads=threads)
     say(f"\n## Training: MLP 784-400-20, batch 128, Adam 1e-3, {args.epochs} epoch(s) x {args.reps} repetition(s), "
-        f"{len(train)} train / {len(val)} validation images, alternating")
-    seeds_t, ours_t, seeds_v, ours_v = [], [], [], []
+        f"{len(train)} train / {len(val)} validation images; the seeds' loop, anomalyvae (precision "
+        f"'{cfg.precision}' -> {runtime.resolve_precision(cfg.precision, 'train')}) and anomalyvae in float32 alternate")
+    seeds_t, ours_t, seeds_v, ours_v, f32_t, aurocs = [], [], [], [], [], {"bfloat16": [], "float32": []}
     ours_model = None
+    y = ~np.isin(test.labels.numpy(), NORMAL)
     for rep in range(args.reps):
-        order = ("seeds", "ours") if rep % 2 == 0 else ("ours", "seeds")
+        order = ("seeds", "ours", "f32") if rep % 2 == 0 else ("f32", "ours", "seeds")
         for who in order:
             if who == "seeds":
                 torch.manual_seed(1 + rep)
@@ -163,19 +165,31 @@ def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, th
                 say(f"  rep {rep + 1} seeds' loop : epochs {' '.join(f'{t:.2f}s' for t in times)}  "
                     f"val loss {seeds_v[-1]:.2f}  [{load_note()}]")
             else:
-                res = fit(make_config(**{**cfg.to_dict(), "seed": rep}), train, val)
+                precision = "float32" if who == "f32" else cfg.precision
+                res = fit(make_config(**{**cfg.to_dict(), "seed": rep, "precision": precision}), train, val)
                 times = [h.seconds for h in res.history]
-                ours_t += times
-                ours_v.append(ours_val(res.model, val.images))
-                ours_model = res.model
-                say(f"  rep {rep + 1} anomalyvae  : epochs {' '.join(f'{t:.2f}s' for t in times)}  "
-                    f"val loss {ours_v[-1]:.2f}  [{load_note()}]")
+                used = runtime.resolve_precision(precision, "train")
+                # training precision alone: both models scored in float32
+                auroc = ranking(y, score_images(res.model, test.images, ScoreState(), ("elbo",), precision="float32")["elbo"])["auroc"]
+                aurocs[used].append(auroc)
+                if who == "f32":
+                    f32_t += times
+                else:
+                    ours_t += times
+                    ours_v.append(ours_val(res.model, val.images))
+                    ours_model = res.model
+                say(f"  rep {rep + 1} anomalyvae {used:8s}: epochs {' '.join(f'{t:.2f}s' for t in times)}  "
+                    f"val loss {ours_val(res.model, val.images):.2f}  elbo AUROC {auroc:.4f}  [{load_note()}]")
     s, o = statistics.median(seeds_t), statistics.median(ours_t)
     sv, ov = statistics.median(seeds_v), statistics.median(ours_v)
     say(f"  median epoch: seeds' loop {s:.2f}s, anomalyvae {o:.2f}s -> speedup {s / o:.2f}x "
         f"({len(train) / o:.0f} vs {len(train) / s:.0f} train images/s)")
     say(f"  median final validation loss (z = mu): seeds' loop {sv:.2f}, anomalyvae {ov:.2f} "
         f"({100 * (ov - sv) / sv:+.2f}%)")
+    f = statistics.median(f32_t)
+    say(f"  anomalyvae's loop in float32: {f:.2f}s an epoch ({s / f:.2f}x the seeds' loop); elbo AUROC (digit 9 "
+        f"as the anomaly) by training precision: " + ", ".join(
+            f"{k} {' '.join(f'{a:.4f}' for a in v)}" for k, v in aurocs.items() if v))
     return {"train_speedup": s / o, "seeds_epoch_s": s, "anomalyvae_epoch_s": o,
             "val_loss_diff_pct": 100 * (ov - sv) / sv}, ours_model, cfg
 
@@ -346,7 +360,7 @@ def main() -> None:
     train, val = normal(full), normal(test)
     tmp = Path(tempfile.mkdtemp(prefix="anomalyvae-speed-"))
     try:
-        res, mlp_model, mlp_cfg = bench_training(args, args.data, tmp, train, val, threads)
+        res, mlp_model, mlp_cfg = bench_training(args, args.data, tmp, train, val, test, threads)
         conv_cfg = make_config(epochs=args.conv_epochs, threads=threads)
         conv = fit(conv_cfg, train, val)
         say(f"\n(conv model for scoring: {args.conv_epochs} epoch(s) in {conv.seconds:.1f}s)")
