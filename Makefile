@@ -23,5 +23,8 @@ demo: setup
 test: setup
 	ANOMALYVAE_TEST_MNIST=$(abspath $(DATA)) $(BIN)/pytest -q
 
+bench-speed: setup
+	$(BIN)/python benchmarks/speed.py --data $(DATA)
+
 clean:
 	rm -rf $(VENV) models mlflow.db mlruns scores.csv m.json

@@ -1,8 +1,9 @@
 """Image files -> the model's input: one uint8 grayscale square per file, and the walk that finds the files.
 
 Preprocessing (stored with every model, applied identically in training and scoring): the image is decoded
-with Pillow, converted to 8-bit grayscale (RGB by ITU-R 601 luma, alpha dropped, palette expanded, 16-bit
-scaled by 1/257), and resized to image_size x image_size with bilinear filtering, ignoring aspect ratio.
+with Pillow (8-bit grayscale PNGs of the model's size by libpng, to the same pixels), converted to 8-bit
+grayscale (RGB by ITU-R 601 luma, alpha dropped, palette expanded, 16-bit scaled by 1/257), and resized
+to image_size x image_size with bilinear filtering, ignoring aspect ratio.
 Like MNIST, the model expects light strokes on a dark background.
 """
 

@@ -67,17 +67,36 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
             f"{data.skipped[0].path}: {data.skipped[0].error}")
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
-    tracker.start(run_name=out.name, run_id=run_id, tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})
-    if not run_id:
-        tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
+    started = False
+
+    def start_tracking() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            tracker.start(run_name=out.name, run_id=run_id,
+                          tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})
+            if not run_id:
+                tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
+
+    def step_done(*args) -> None:
+        # MLflow starts (on its own thread) after the first batch: started before it, its import contended
+        # with torch's own first-use imports and delayed the first batch by 4 s here
+        start_tracking()
+        if on_step is not None:
+            on_step(*args)
+
+    def current_run_id() -> str | None:  # fit asks at its first checkpoint, for --resume
+        start_tracking()
+        return tracker.run_id
 
     def epoch_done(s: EpochStats) -> None:
         tracker.log_metrics({k: v for k, v in asdict(s).items() if k != "epoch"}, step=s.epoch)
         if on_epoch is not None:
             on_epoch(s)
 
-    result = fit(cfg, data.train, data.val, out=out, resume=resume, on_step=on_step, on_epoch=epoch_done,
-                 run_id=lambda: tracker.run_id)  # resolved at the first checkpoint: MLflow starts meanwhile
+    result = fit(cfg, data.train, data.val, out=out, resume=resume, on_step=step_done, on_epoch=epoch_done,
+                 run_id=current_run_id)
+    start_tracking()  # no step ran (stopped or diverged at once): the run still records what happened
     if not result.history:
         tracker.end("KILLED" if result.stopped_by else "FAILED")
         if result.diverged:

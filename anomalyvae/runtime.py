@@ -2,12 +2,12 @@
 
 Threads: torch starts one OpenMP thread per CPU, and its threads spin-wait at every parallel region. On a
 machine whose CPUs are busy with other work that oversubscribes badly: on the loaded 2-CPU development
-box a 128x784x400 matmul took 0.6 ms with 1 thread and 18 ms with 2. So unless the user says otherwise
+box a float32 128x784x400 matmul took 2.2 ms with 1 thread and 24 ms with 2 (bfloat16: 0.6 and 18 ms). So unless the user says otherwise
 (Config.threads or OMP_NUM_THREADS), use only the CPUs the load average leaves idle, at least one.
 
 bfloat16: with AVX512-BF16 / AMX, autocast runs the matmuls and convolutions several times faster than
 float32; without them it is emulated and slower, so "auto" uses it only where the CPU has it natively,
-and only where it was measured to keep AUROC within 0.005 of float32 (see README, "Speed").
+and only where it was measured to keep AUROC within 0.005 of float32: scoring (see README, "Speed").
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import os
 
 import torch
 
-# where "auto" turns bfloat16 on (given native support): measured by benchmarks/speed.py
-AUTO_BF16 = frozenset({"train", "score"})
+# where "auto" turns bfloat16 on (given native support), from benchmarks/speed.py: scoring, where it changed
+# AUROC by at most 0.0002 and ran 2-3x faster. Not training: its AUROC effect could not be told apart from
+# the 0.04 that seeds alone move it, and under load it saved nothing measurable per epoch.
+AUTO_BF16 = frozenset({"score"})
 
 
 def usable_cpus() -> int:
