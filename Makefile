@@ -30,5 +30,8 @@ browser:
 test: setup browser
 	ANOMALYVAE_TEST_MNIST=$(abspath $(DATA)) $(BIN)/pytest -q
 
+bench-speed: setup
+	$(BIN)/python benchmarks/speed.py --data $(DATA)
+
 clean:
 	rm -rf $(VENV) models mlflow.db mlflow.db.lock mlruns scores.csv m.json

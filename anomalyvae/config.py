@@ -13,6 +13,7 @@ from .errors import AnomalyVAEError
 DATASETS = ("mnist", "fashion-mnist", "folder")
 ARCHS = ("mlp", "conv")
 SCORES = ("recon", "elbo", "iwae", "blur", "latent", "knn", "combined")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -38,7 +39,8 @@ class Config:
     patience: int = 5  # early stopping: epochs without a better validation negative ELBO
     kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
     seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
+    precision: str = "auto"  # auto | float32 | bfloat16: auto uses bfloat16 where the CPU has it (runtime.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use
     combine: str = "blur,knn,latent"  # the z-scored components that 'combined' sums
@@ -63,6 +65,8 @@ class Config:
         bad_parts = [p for p in self.combine_parts() if p not in SCORES or p == "combined"]
         if bad_parts or not self.combine_parts():
             raise bad("combine", f"is {self.combine!r}; list components from {', '.join(SCORES[:-1])}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.dataset != "folder":
             from .classes import parse_classes
 

@@ -18,6 +18,7 @@ from .config import Config, update
 from .errors import ModelDirError
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .model import build_model
+from .runtime import set_threads
 from .scoring import ALL_SCORES, ScoreState, score_images
 from .threshold import flag
 
@@ -103,6 +104,7 @@ class Detector:
                 std=dict(meta["score_std"]),
             )
             det = cls(cfg, model.eval(), state, float(meta["threshold"]), dict(meta.get("info", {})))
+            set_threads(cfg.threads)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelDirError(f"{file}: incomplete model metadata ({e}); re-train the model") from None
         except RuntimeError as e:  # load_state_dict: missing/unexpected keys or shape mismatch

@@ -81,7 +81,8 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 
 def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) per sample, in nats: Bernoulli likelihood of grey levels, as in the seeds and the paper."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    # float32 even under bfloat16 autocast: a sum over 784 pixels in bfloat16 loses whole nats
+    return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none").flatten(1).sum(1)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -92,5 +93,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def elbo_terms(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None):
     """Per-sample reconstruction NLL and KL for one reparameterised sample; their sum is the negative ELBO."""
     mu, logvar = model.encode(x)
+    mu, logvar = mu.float(), logvar.float()  # bfloat16 under autocast; KL and sampling stay float32
     z = reparameterize(mu, logvar, generator)
     return reconstruction_nll(model.decode(z), x), kl_divergence(mu, logvar)

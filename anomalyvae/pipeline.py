@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed, metrics, plots, report
+from . import distributed, report
 from .classes import format_classes, parse_classes
 from .config import Config, auto_epochs
 from .data import CLASS_NAMES, Split, load_test, load_train
@@ -136,6 +136,8 @@ def load_labelled_folders(normal_dir: str, anomaly_dir: str, size: int) -> Split
 def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_dir: str | None = None,
                       tracker: Tracker | None = None, model_dir: Path | None = None) -> dict[str, Any]:
     """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split)."""
+    from . import metrics, plots  # here, not at the top: sklearn's import took 3.5 s of `train`'s start-up
+
     cfg = det.config
     if test is not None:
         y_true = test.labels.numpy().astype(bool)  # folders: 1 = anomaly

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .model import kl_divergence, reconstruction_nll, to_input
+from .runtime import autocast, resolve_precision
 
 ALL_SCORES = ("recon", "elbo", "iwae", "blur", "latent", "knn", "combined")
 CHEAP_SCORES = ("recon", "elbo", "blur", "latent", "knn", "combined")  # one encode + one decode per image
@@ -109,12 +110,18 @@ def needed(which, cfg: Config) -> set[str]:
 
 
 @torch.inference_mode()
-def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES):
-    """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name."""
+def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES,
+                precision: str = "float32"):
+    """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name.
+
+    Under "bfloat16" only the network runs in bfloat16; every score is computed in float32.
+    """
     need = needed(which, cfg)
     x = to_input(images)
-    mu, logvar = model.encode(x)
-    logits = model.decode(mu)
+    with autocast(precision):
+        mu, logvar = model.encode(x)
+        mu, logvar = mu.float(), logvar.float()
+        logits = model.decode(mu).float()
     out: dict[str, torch.Tensor] = {}
     out["recon"] = reconstruction_nll(logits, x)
     out["elbo"] = out["recon"] + kl_divergence(mu, logvar)
@@ -125,7 +132,8 @@ def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, whi
     if "knn" in need and state.codes is not None:
         out["knn"] = knn_distance(mu, state.codes, cfg.knn_k)
     if "iwae" in need:
-        out["iwae"] = iwae_nll(model, x, mu, logvar, cfg.iwae_samples)
+        with autocast(precision):
+            out["iwae"] = iwae_nll(model, x, mu, logvar, cfg.iwae_samples).float()
     if "combined" in need and state.mean:
         out["combined"] = combine(out, state, cfg.combine_parts())
     return {k: v for k, v in out.items() if k in which}
@@ -133,11 +141,15 @@ def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, whi
 
 def score_images(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES,
                  batch_size: int = 1024) -> dict[str, np.ndarray]:
-    """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays."""
+    """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays.
+
+    The network runs at Config.precision ('auto': bfloat16 where the CPU has it natively, see runtime.py).
+    """
     model.eval()
+    precision = resolve_precision(cfg.precision, "score")
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(images), batch_size):
-        for k, v in score_batch(model, images[start:start + batch_size], state, cfg, which).items():
+        for k, v in score_batch(model, images[start:start + batch_size], state, cfg, which, precision).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
 

@@ -18,6 +18,7 @@ from .data import Split
 from .errors import AnomalyVAEError
 from .model import build_model, elbo_terms, to_input
 from .modeldir import CHECKPOINT_FILE, read_tensors, write_tensors
+from .runtime import autocast, resolve_precision, set_threads
 
 _VAL_SEED = 4321  # the same noise every epoch, so validation losses compare across epochs
 
@@ -125,14 +126,18 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
         on_step: Callable[[int, int, int, float], None] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
         run_id: str | None = None) -> FitResult:
-    """Train a VAE on normal images; checkpoint to `out` after each epoch when given."""
+    """Train a VAE on normal images; checkpoint to `out` after each epoch when given.
+
+    `run_id`, the MLflow run, is stored in the checkpoint so that --resume continues the same run.
+    """
     torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
+    precision = resolve_precision(cfg.precision, "train")
     model = build_model(cfg)
     step = distributed.wrap(model)  # (recon, kl) per sample; DDP-averaged gradients under torchrun
     best = copy.deepcopy(model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused: one kernel for all parameters; the per-tensor ops of the default took 39% of a step (profiled)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt = Path(out) / CHECKPOINT_FILE if out is not None else None
     st = _State(run_id=run_id)
@@ -150,20 +155,27 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
             model.train()
             beta = min(1.0, (st.epoch + 1) / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs else 1.0
             order = torch.randperm(n, generator=gen)
-            sums = torch.zeros(2, dtype=torch.float64)
+            sums = [0.0, 0.0]
+            flat, shape = train.images.flatten(1), train.images.shape[1:]
             for i in range(steps):
-                x = to_input(train.images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
-                rec, kl = step(x)
-                loss = (rec + beta * kl).mean()
-                if not torch.isfinite(loss):
-                    diverged = f"loss became {loss.item()} at epoch {st.epoch + 1}, step {i + 1}"
+                # index_select on rows: 13 us a batch here, where fancy indexing of (N, H, W) took 150 us
+                x = to_input(flat.index_select(0, order[i * cfg.batch_size:(i + 1) * cfg.batch_size]).view(-1, *shape))
+                with autocast(precision):
+                    rec, kl = step(x)
+                rec, kl = rec.sum(), kl.sum()
+                loss = (rec + beta * kl) / len(x)
+                # one tensor -> Python transfer per step instead of a check, a stack and an accumulate
+                loss_f, rec_f, kl_f = torch.stack([loss.detach(), rec.detach(), kl.detach()]).tolist()
+                if not math.isfinite(loss_f):
+                    diverged = f"loss became {loss_f} at epoch {st.epoch + 1}, step {i + 1}"
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sums += torch.stack([rec.detach().sum(), kl.detach().sum()]).double()
+                sums[0] += rec_f
+                sums[1] += kl_f
                 if on_step is not None:
-                    on_step(st.epoch + 1, i + 1, steps, loss.item())
+                    on_step(st.epoch + 1, i + 1, steps, loss_f)
                 if signals.received:
                     stopped_by = signals.received
                     break
@@ -175,7 +187,7 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
                 break
             st.epoch += 1
             st.seconds += time.perf_counter() - t0
-            rec_m, kl_m = (sums / n).tolist()
+            rec_m, kl_m = sums[0] / n, sums[1] / n
             stats = EpochStats(st.epoch, rec_m + kl_m, rec_m, kl_m, val_loss, val_rec, val_kl,
                                time.perf_counter() - t0)
             history.append(stats)

@@ -41,7 +41,7 @@ def test_scores_are_deterministic_and_independent_of_batching(detector):
     x = torch.randint(0, 256, (9, 28, 28), dtype=torch.uint8)
     full = detector.score_samples(x)
     for k, v in detector.score_samples(x[4:5]).items():
-        np.testing.assert_allclose(v, full[k][4:5], rtol=1e-5)
+        np.testing.assert_allclose(v, full[k][4:5], rtol=1e-5, atol=1e-5)  # float32 rounding of knn distances
     for k, v in detector.score_samples(x).items():
         np.testing.assert_array_equal(v, full[k])
 
