@@ -13,6 +13,7 @@ hits both alike. The last line is `name=value` pairs for scripts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -172,7 +173,9 @@ def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, te
                 times = [h.seconds for h in res.history]
                 used = runtime.resolve_precision(precision, "train")
                 # training precision alone: both models scored in float32
-                auroc = ranking(y, score_images(res.model, test.images, ScoreState(), ("elbo",), precision="float32")["elbo"])["auroc"]
+                auroc = ranking(y, score_images(res.model, test.images, ScoreState(),
+                                                make_config(**{**cfg.to_dict(), "precision": "float32"}),
+                                                ("elbo",))["elbo"])["auroc"]
                 aurocs[used].append(auroc)
                 if who == "alt":
                     alt_t += times
@@ -220,7 +223,8 @@ def bench_scoring(args, dets: dict, test: Split):
     for arch, det in dets.items():
         for name in ("recon", default):
             for precision in ("float32", "bfloat16"):
-                run = lambda: score_images(det.model, test.images, det.state, (name,), precision=precision)
+                at = dataclasses.replace(det.config, precision=precision)
+                run = lambda: score_images(det.model, test.images, det.state, at, (name,))
                 sec = timed(run, args.reps * 3)
                 auroc = ranking(y, run()[name])["auroc"]
                 say(f"  {arch:4s} {name:8s} {precision:8s}: {len(test) / sec:9.0f} images/s   AUROC {auroc:.4f}")
