@@ -160,7 +160,9 @@ def test_a_permission_error_while_opening_is_a_data_error(tmp_path, monkeypatch)
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Image, "open", denied)
+    import anomalyvae.images
+
+    monkeypatch.setattr(anomalyvae.images, "open", denied, raising=False)  # the module reads the file itself
     with pytest.raises(DataError, match="cannot read: Permission denied"):
         load_image(tmp_path / "x.png", 28)
 
