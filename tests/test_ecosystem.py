@@ -221,6 +221,52 @@ def test_the_report_renders_in_headless_chromium(trained, workdir):
     assert (rgb.min(axis=2) < 100).mean() > 0.02  # dark pixels: text and images, not a blank page
 
 
+def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(trained, workdir, tracking_uri):
+    report = workdir / "evaluation" / "report.html"
+    if not report.exists():
+        pytest.skip("needs the report of test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(workdir / "ui.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+                             "--host", "127.0.0.1", "--port", str(port)], cwd=workdir, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
+
+    def get(path, body=None):
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+        return urllib.request.urlopen(req, timeout=30).read()
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (workdir / "ui.log").read_text()[-2000:]
+            try:
+                get("/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow ui did not answer within 90 s"
+                time.sleep(0.5)
+        assert b"<html" in get("/").lower()  # the UI's page itself
+        exp = json.loads(get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=anomalyvae"))["experiment"]
+        runs = json.loads(get("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]}))["runs"]
+        jobs = {t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "anomalyvae.job"}
+        assert {"train", "evaluate"} <= jobs
+        ev = next(r for r in runs if {"key": "anomalyvae.job", "value": "evaluate"} in r["data"]["tags"])
+        assert "auroc" in {m["key"] for m in ev["data"]["metrics"]}
+        page = get(f"/get-artifact?path=evaluation/report.html&run_uuid={ev['info']['run_id']}")
+        assert b"most anomalous" in page
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
 def test_a_failure_while_logging_the_model_only_warns(tmp_path):
     from anomalyvae.tracking import Tracker
 
