@@ -69,7 +69,7 @@ def table(df: pd.DataFrame, dataset: str, protocol: str) -> str:
     lines = [head, "|" + "---|" * (len(classes) + 2)]
     seeds = sorted(ours.seed.unique())
     lines.append(f"| anomalyvae ({score}, {len(seeds)} seed{'s' * (len(seeds) > 1)}) | "
-                 + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" for c in classes)
+                 + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" if len(seeds) > 1 else f"{mean[c]:.3f}" for c in classes)
                  + f" | **{ours.groupby('seed').auroc.mean().mean():.3f}** |")
     ref = df[(df.model == "seeds-vae") & (df.score == "recon")]
     if len(ref):
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config default")
     ap.add_argument("--no-tracking", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="CSV path [default: benchmarks/results/<dataset>-<protocol>.csv]")
+    ap.add_argument("--from-csv", action="store_true", help="only re-write the markdown table from the CSV")
     args = ap.parse_args()
     from anomalyvae.classes import parse_classes
     import yaml
@@ -111,6 +112,12 @@ def main() -> None:
     out = args.out or RESULTS / f"{args.dataset}-{args.protocol}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    if args.from_csv:
+        md = table(pd.read_csv(out), args.dataset, args.protocol)
+        out.with_suffix(".md").write_text(out.with_suffix(".md").read_text().split("\n\n")[0] + "\n\n"
+                                          + out.with_suffix(".md").read_text().split("\n\n")[1] + "\n\n" + md)
+        print(md)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for c in classes:
             parse_classes(normal_spec(args.protocol, c))
