@@ -48,8 +48,7 @@ class Detector:
         return self.config.score
 
     def score_samples(self, images: torch.Tensor, which=ALL_SCORES) -> dict[str, np.ndarray]:
-        """All scores for uint8 images (N, H, W); higher means more anomalous."""
-        which = tuple(dict.fromkeys([*which, self.score_]))
+        """The scores named in `which` for uint8 images (N, H, W); higher means more anomalous."""
         return score_images(self.model, images, self.state, self.config, which)
 
     def decision_function(self, images: torch.Tensor) -> np.ndarray:
