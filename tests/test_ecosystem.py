@@ -98,6 +98,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop(proc, log) -> None:
+    """End a server started with start_new_session: the CLI and its workers, SIGKILL if SIGTERM is ignored."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+
+
 def test_mlflow_models_serve_answers_a_rest_request(trained, workdir, tracking_uri, test_images):
     model_dir, _ = trained
     port = _free_port()
@@ -122,13 +133,7 @@ def test_mlflow_models_serve_answers_a_rest_request(trained, workdir, tracking_u
                                      headers={"Content-Type": "application/json"})
         preds = pd.DataFrame(json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"])
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the CLI and its uvicorn worker
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop(proc, log)
     expected, det = _expected(model_dir, test_images)
     np.testing.assert_allclose(preds["elbo"].to_numpy(), expected["elbo"], rtol=1e-5)
     assert list(preds["is_anomaly"]) == list(expected[det.score_] > det.threshold_)
@@ -258,13 +263,7 @@ def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(trai
         page = get(f"/get-artifact?path=evaluation/report.html&run_uuid={ev['info']['run_id']}")
         assert b"most anomalous" in page
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop(proc, log)
 
 
 def test_a_failure_while_logging_the_model_only_warns(tmp_path):

@@ -6,23 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyvae.config import Config
 from anomalyvae.detector import Detector, latest_model
 from anomalyvae.errors import ModelDirError
-from anomalyvae.model import build_model
 from anomalyvae.modeldir import MODEL_FILE, read_tensors, write_tensors
-from anomalyvae.pipeline import calibrate_detector
-from anomalyvae.data import Split
 
 
 @pytest.fixture
-def detector():
-    torch.manual_seed(0)
-    cfg = Config(arch="mlp", latent_dim=4, hidden=32, latent_components=2)
-    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)
-    labels = torch.zeros(64, dtype=torch.int64)
-    return calibrate_detector(cfg, build_model(cfg).eval(), Split(images[:48], labels[:48]),
-                              Split(images[48:], labels[48:]), {"normal_classes": [0]})
+def detector(tiny_detector):
+    return tiny_detector  # conftest: untrained MLP, calibrated on random images
 
 
 def test_round_trip_gives_identical_scores_and_threshold(detector, tmp_path):
