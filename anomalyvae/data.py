@@ -12,7 +12,7 @@ from .classes import parse_classes
 from .config import Config
 from .errors import DataError
 from .idx import read_idx
-from .images import display_path, load_folder
+from .images import load_folder
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

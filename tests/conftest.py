@@ -19,7 +19,9 @@ def mnist_dir() -> Path:
 
 def run_cli(*args, cwd, env=None, timeout=300):
     """Run the installed CLI the way a user does, in a clean working folder."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # mlflow.set_tracking_uri
+    # in an earlier in-process test exports it; the CLI's default store (mlflow.db in cwd) is what we test
+    full_env = {**inherited, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **(env or {})}
     return subprocess.run([sys.executable, "-m", "anomalyvae", *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

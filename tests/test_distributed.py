@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
-import pytest
 import torch
 
 from conftest import run_cli

@@ -8,7 +8,6 @@ from PIL import Image
 
 from anomalyvae import images, runtime
 from anomalyvae.config import make_config
-from anomalyvae.data import Split
 from anomalyvae.errors import AnomalyVAEError, DataError
 from anomalyvae.images import load_image
 
