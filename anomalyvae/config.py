@@ -41,6 +41,7 @@ class Config:
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
     precision: str = "auto"  # auto | float32 | bfloat16: auto uses bfloat16 where the CPU has it (runtime.py)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps: auto takes a CUDA GPU when there is one (device.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use
     combine: str = "blur,knn,latent"  # the z-scored components that 'combined' sums
@@ -67,6 +68,9 @@ class Config:
             raise bad("combine", f"is {self.combine!r}; list components from {', '.join(SCORES[:-1])}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        from .device import check
+
+        check(self.device)
         if self.dataset != "folder":
             from .classes import parse_classes
 

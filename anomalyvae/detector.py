@@ -17,6 +17,7 @@ from . import __version__
 from .config import Config, update
 from .errors import ModelDirError
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
+from .device import resolve as resolve_device
 from .model import build_model
 from .runtime import set_threads
 from .scoring import ALL_SCORES, ScoreState, score_images
@@ -83,14 +84,16 @@ class Detector:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> "Detector":
+    def load(cls, path: str | Path, device: str = "auto") -> "Detector":
+        """Read a model directory (or its model.safetensors) as data, onto `device` (a Config.device value)."""
         path = Path(path)
         if not path.exists():
             raise ModelDirError(f"model {path} does not exist; train one (anomalyvae train) or pass --model DIR")
         file = path / MODEL_FILE if path.is_dir() else path
         tensors, meta = read_tensors(file)
         try:
-            cfg = update(Config(), meta["config"], source=f"{file} config").validate()
+            # where it was trained does not matter: it runs where it is loaded
+            cfg = update(Config(), {**meta["config"], "device": device}, source=f"{file} config").validate()
             model = build_model(cfg)
             weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             model.load_state_dict(weights, strict=True)
@@ -102,7 +105,8 @@ class Detector:
                 mean=dict(meta["score_mean"]),
                 std=dict(meta["score_std"]),
             )
-            det = cls(cfg, model.eval(), state, float(meta["threshold"]), dict(meta.get("info", {})))
+            det = cls(cfg, model.to(resolve_device(device)).eval(), state, float(meta["threshold"]),
+                      dict(meta.get("info", {})))
             set_threads(cfg.threads)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelDirError(f"{file}: incomplete model metadata ({e}); re-train the model") from None

@@ -1,8 +1,8 @@
 """Data-parallel training with PyTorch's own engine: `torchrun --nproc-per-node N -m anomalyvae train ...`.
 
-torchrun starts N copies of the command and sets RANK / WORLD_SIZE / MASTER_ADDR; each process trains on
-its own 1/N of the normal images and DistributedDataParallel averages the gradients (gloo; the models here
-run on CPU). `batch_size` stays the global batch (each process takes batch_size / N), so a run with N
+torchrun starts N copies of the command and sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR; each process
+trains on its own 1/N of the normal images and DistributedDataParallel averages the gradients: over gloo on
+the CPU, over nccl when the processes run on CUDA GPUs (one GPU each, numbered by LOCAL_RANK; device.py). `batch_size` stays the global batch (each process takes batch_size / N), so a run with N
 processes takes the same optimisation steps as one process and lands near the same model. Validation,
 early stopping and the best-model choice run on the full held-out set in every process (identical weights
 give identical decisions); only rank 0 writes checkpoints, calibrates, saves and logs to MLflow.
@@ -39,12 +39,19 @@ def enabled() -> bool:
     return world_size() > 1
 
 
-def init() -> None:
+def backend(dev: torch.device) -> str:
+    """nccl between CUDA GPUs, gloo between CPU processes: PyTorch's recommended pairing."""
+    return "nccl" if dev.type == "cuda" else "gloo"
+
+
+def init(dev: torch.device) -> None:
     """Join the process group torchrun set up (idempotent)."""
     import torch.distributed as dist
 
     if enabled() and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)  # nccl binds each rank's communicator to its current GPU
+        dist.init_process_group(backend(dev))
 
 
 def finish() -> None:
@@ -86,12 +93,13 @@ class ELBOStep(nn.Module):
         return elbo_terms(self.vae, x)
 
 
-def wrap(model: nn.Module) -> nn.Module:
-    """model -> a module whose call returns (recon, kl) per sample; gradient-averaging DDP under torchrun."""
+def wrap(model: nn.Module, dev: torch.device) -> nn.Module:
+    """model (already on `dev`) -> a module whose call returns (recon, kl) per sample; gradient-averaging DDP
+    under torchrun."""
     step = ELBOStep(model)
     if not enabled():
         return step
-    init()
+    init(dev)
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(step)
+    return DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)

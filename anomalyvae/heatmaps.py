@@ -23,15 +23,16 @@ SCALE = 4  # 28 px -> 112 px, nearest neighbour, so single pixels stay visible
 @torch.inference_mode()
 def pixel_errors(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Reconstructions (N, H, W) in [0, 1] and per-pixel -log p(x | z = mu) in nats (N, H, W)."""
+    from . import device
     from .model import to_input
 
     model.eval()
     recs, errs = [], []
     for s in range(0, len(images), batch_size):
-        x = to_input(images[s:s + batch_size])
+        x = to_input(images[s:s + batch_size], device.of(model))
         logits = model.decode(model.encode(x)[0])
-        recs.append(torch.sigmoid(logits)[:, 0])
-        errs.append(F.binary_cross_entropy_with_logits(logits, x, reduction="none")[:, 0])
+        recs.append(torch.sigmoid(logits)[:, 0].cpu())
+        errs.append(F.binary_cross_entropy_with_logits(logits, x, reduction="none")[:, 0].cpu())
     return torch.cat(recs).numpy(), torch.cat(errs).numpy()
 
 

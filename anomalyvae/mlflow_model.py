@@ -9,6 +9,7 @@ the detector's scores and `is_anomaly`. The environment that loads it needs anom
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,7 +40,8 @@ class AnomalyVAEModel(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        self.detector = Detector.load(context.artifacts["model_dir"])
+        # a serving host picks its device: ANOMALYVAE_DEVICE=cpu keeps a GPU free for other work
+        self.detector = Detector.load(context.artifacts["model_dir"], os.environ.get("ANOMALYVAE_DEVICE", "auto"))
 
     def predict(self, context, model_input, params=None):
         return predict_frame(self.detector, model_input)
@@ -122,11 +124,11 @@ def is_model_uri(ref: str | Path) -> bool:
     return isinstance(ref, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", ref) is not None
 
 
-def load_detector(ref: str | Path, tracking_uri: str | None = None) -> Detector:
+def load_detector(ref: str | Path, tracking_uri: str | None = None, device: str = "auto") -> Detector:
     """A local model directory or file, or any MLflow artifact URI that holds one (a logged pyfunc model,
     a registered version, or the run's raw `model/` folder): downloaded to a temporary folder, loaded as data."""
     if not is_model_uri(ref):
-        return Detector.load(ref)
+        return Detector.load(ref, device)
     from .errors import ModelDirError
 
     with tempfile.TemporaryDirectory(prefix="anomalyvae-download-") as tmp:
@@ -140,4 +142,4 @@ def load_detector(ref: str | Path, tracking_uri: str | None = None) -> Detector:
         found = [local] if local.is_file() else sorted(local.rglob(MODEL_FILE), key=lambda p: len(p.parts))
         if not found:
             raise ModelDirError(f"{ref} holds no {MODEL_FILE}; is it an anomalyvae model?")
-        return Detector.load(found[0])
+        return Detector.load(found[0], device)

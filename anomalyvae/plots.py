@@ -64,10 +64,11 @@ def reconstruction_grid(model, images: torch.Tensor, out: Path, n: int = 16) -> 
     """Top row: inputs; bottom row: their reconstructions at z = mu."""
     from torchvision.utils import save_image
 
+    from . import device
     from .model import to_input
 
-    x = to_input(images[:n])
+    x = to_input(images[:n], device.of(model))
     mu, _ = model.encode(x)
     path = out / "reconstructions.png"
-    save_image(torch.cat([x, torch.sigmoid(model.decode(mu))]), path, nrow=len(x), padding=2, pad_value=0.5)
+    save_image(torch.cat([x, torch.sigmoid(model.decode(mu))]).cpu(), path, nrow=len(x), padding=2, pad_value=0.5)
     return path

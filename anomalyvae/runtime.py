@@ -69,10 +69,10 @@ def resolve_precision(precision: str, where: str) -> str:
     return precision
 
 
-def autocast(precision: str):
-    """bfloat16 autocast on the CPU for 'bfloat16', nothing for 'float32'."""
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """bfloat16 autocast on `device` for 'bfloat16', nothing for 'float32'."""
     if precision == "bfloat16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import device
 from .config import Config
 from .model import kl_divergence, reconstruction_nll, to_input
 from .runtime import autocast, resolve_precision
@@ -41,6 +42,12 @@ class ScoreState:
     codes: torch.Tensor | None = None  # (N, d) mu of the normal training data, for knn
     mean: dict[str, float] = field(default_factory=dict)  # per score, on held-out normal data
     std: dict[str, float] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> "ScoreState":
+        """A copy whose tensors live on `device`, for scoring on the model's device."""
+        move = lambda t: None if t is None else t.to(device)
+        return ScoreState(move(self.gmm_log_weights), move(self.gmm_means), move(self.gmm_prec_chol),
+                          move(self.codes), self.mean, self.std)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"gmm_log_weights": self.gmm_log_weights, "gmm_means": self.gmm_means,
@@ -77,7 +84,7 @@ def latent_nll(mu: torch.Tensor, state: ScoreState) -> torch.Tensor:
 
 def iwae_nll(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int) -> torch.Tensor:
     """-log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), with z_k = mu + sigma * eps_k and shared eps."""
-    eps = torch.randn(k, mu.shape[1], generator=torch.Generator().manual_seed(_IWAE_SEED))
+    eps = torch.randn(k, mu.shape[1], generator=torch.Generator().manual_seed(_IWAE_SEED)).to(mu.device)
     std = torch.exp(0.5 * logvar)
     log_w = []
     for e in eps:
@@ -112,13 +119,15 @@ def needed(which, cfg: Config) -> set[str]:
 @torch.inference_mode()
 def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES,
                 precision: str = "float32"):
-    """Scores of one batch of uint8 images (N, H, W) as float tensors, keyed by score name.
+    """Scores of one batch of uint8 images (N, H, W) as float tensors on the model's device, keyed by score
+    name; `state` must be on that device too (ScoreState.to).
 
     Under "bfloat16" only the network runs in bfloat16; every score is computed in float32.
     """
     need = needed(which, cfg)
-    x = to_input(images)
-    with autocast(precision):
+    dev = device.of(model)
+    x = to_input(images, dev)
+    with autocast(precision, dev):
         mu, logvar = model.encode(x)
         mu, logvar = mu.float(), logvar.float()
         logits = model.decode(mu).float()
@@ -132,7 +141,7 @@ def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, whi
     if "knn" in need and state.codes is not None:
         out["knn"] = knn_distance(mu, state.codes, cfg.knn_k)
     if "iwae" in need:
-        with autocast(precision):
+        with autocast(precision, dev):
             out["iwae"] = iwae_nll(model, x, mu, logvar, cfg.iwae_samples).float()
     if "combined" in need and state.mean:
         out["combined"] = combine(out, state, cfg.combine_parts())
@@ -147,10 +156,11 @@ def score_images(model, images: torch.Tensor, state: ScoreState, cfg: Config, wh
     """
     model.eval()
     precision = resolve_precision(cfg.precision, "score")
+    state = state.to(device.of(model))
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(images), batch_size):
         for k, v in score_batch(model, images[start:start + batch_size], state, cfg, which, precision).items():
-            parts.setdefault(k, []).append(v)
+            parts.setdefault(k, []).append(v.cpu())
     return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
 
 

@@ -30,6 +30,7 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file with Config key
 TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db].")
 NoTrackOpt = typer.Option(False, "--no-tracking", help="Do not log to MLflow.")
 ModelDirOpt = typer.Option(None, "--model", "-m", help="Model directory [default: the newest under models/].")
+DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps [default: auto, a CUDA GPU when there is one].")
 
 
 @app.callback()
@@ -72,6 +73,7 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Model directory to write [default: models/<dataset>-<classes>-<arch>-<time>]."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training in --out from its last complete epoch."),
     register: Optional[str] = typer.Option(None, "--register", help="Also register the MLflow model under this name in the Model Registry."),
+    device: Optional[str] = DeviceOpt,
     config: Optional[Path] = ConfigOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
@@ -86,7 +88,7 @@ def train(
         console.quiet = err.quiet = True
     cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
-                      tracking_uri=tracking_uri)
+                      device=device, tracking_uri=tracking_uri)
     if register and no_tracking:
         from anomalyvae.errors import AnomalyVAEError
 
@@ -131,6 +133,7 @@ def evaluate(
     anomaly_dir: Optional[Path] = typer.Option(None, "--anomaly-dir", help="Test on a folder of anomalous images (with --normal-dir)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for plots and metrics [default: MODEL/evaluation]."),
     metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", help="Also write the metrics JSON here."),
+    device: Optional[str] = DeviceOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
 ) -> None:
@@ -145,7 +148,7 @@ def evaluate(
     from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
 
     model_dir = _model_dir(model)
-    det = Detector.load(model_dir)
+    det = Detector.load(model_dir, device or "auto")
     test = None
     if (normal_dir is None) != (anomaly_dir is None):
         raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
@@ -182,6 +185,7 @@ def score(
     top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --model URIs [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db]."),
     heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="Write input | reconstruction | per-pixel error PNGs of each flagged image here."),
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -192,7 +196,8 @@ def score(
     from anomalyvae.inference import score_paths
     from anomalyvae.mlflow_model import load_detector
 
-    det = load_detector(model, tracking_uri) if model is not None else Detector.load(_model_dir(None))
+    device = device or "auto"
+    det = load_detector(model, tracking_uri, device) if model is not None else Detector.load(_model_dir(None), device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("score", total=None)

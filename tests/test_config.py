@@ -56,7 +56,11 @@ def test_missing_or_non_mapping_config_file_is_an_error(tmp_path):
 def test_shipped_configs_load(tmp_path):
     from pathlib import Path
 
+    from anomalyvae.config import ARCHS, DATASETS
+
     configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
-    assert configs, "configs/ should ship at least one YAML file per dataset"
-    for c in configs:
-        make_config(c, train_dir="x")
+    loaded = {c.name: make_config(c, train_dir="x") for c in configs}
+    # one file per dataset and model, named after them
+    assert {(c.dataset, c.arch) for c in loaded.values()} == {(d, a) for d in DATASETS for a in ARCHS}
+    for name, c in loaded.items():
+        assert name.startswith(c.dataset) and (c.arch == "mlp") == name.endswith("-mlp.yaml"), name

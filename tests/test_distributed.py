@@ -1,5 +1,5 @@
-"""torchrun with 2 CPU processes (gloo, DistributedDataParallel) gives a valid model, logged once, close to
-the single-process one."""
+"""torchrun with 2 processes (DistributedDataParallel: gloo on CPUs, nccl on GPUs) gives a valid model, logged
+once, close to the single-process one. The GPU case runs only where torch sees two GPUs (never in CI)."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import run_cli
@@ -25,13 +26,17 @@ def _auroc(model_dir, mnist_dir):
     return roc_auc_score(y, Detector.load(model_dir).decision_function(x))
 
 
-def test_torchrun_two_processes_trains_a_model_like_one_process(tmp_path, mnist_dir):
-    r = run_cli("train", *ARGS, "--data-dir", mnist_dir, "--out", "models/single", "--no-tracking", cwd=tmp_path,
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="needs two CUDA GPUs for nccl; this machine has "
+    f"{torch.cuda.device_count()}"))])
+def test_torchrun_two_processes_trains_a_model_like_one_process(tmp_path, mnist_dir, device):
+    args = [*ARGS, "--device", device]
+    r = run_cli("train", *args, "--data-dir", mnist_dir, "--out", "models/single", "--no-tracking", cwd=tmp_path,
                 env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "anomalyvae", "train", *ARGS, "--data-dir", str(mnist_dir), "--out", "models/ddp"]
+           "-m", "anomalyvae", "train", *args, "--data-dir", str(mnist_dir), "--out", "models/ddp"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=240)
@@ -47,6 +52,7 @@ def test_torchrun_two_processes_trains_a_model_like_one_process(tmp_path, mnist_
     assert stdout.count("model: models/ddp") == 1  # rank 0 reports, rank 1 stays quiet
     meta = json.loads((tmp_path / "models" / "ddp" / "model.json").read_text())
     assert meta["info"]["n_train"] == 1800 and meta["config"]["batch_size"] == 128  # global, not per process
+    assert meta["config"]["device"] == device
     single, ddp = _auroc(tmp_path / "models" / "single", mnist_dir), _auroc(tmp_path / "models" / "ddp", mnist_dir)
     assert ddp > 0.9 and abs(ddp - single) < 0.03, (single, ddp)
 
