@@ -25,9 +25,13 @@ def check(requested: str) -> None:
 
 
 def _no_cuda(requested: str) -> AnomalyVAEError:
-    build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-    return AnomalyVAEError(f"--device {requested}: torch sees no CUDA GPU (torch {torch.__version__}, {build}); "
-                           "use --device cpu (or auto), or install a CUDA build of torch on a machine with a GPU")
+    if torch.version.cuda:
+        why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA GPU or no driver"
+        fix = "use --device cpu (or auto), or check nvidia-smi and CUDA_VISIBLE_DEVICES"
+    else:
+        why = f"torch {torch.__version__} is a CPU-only build, with no CUDA GPU support"
+        fix = "use --device cpu (or auto), or install a CUDA build of torch"
+    return AnomalyVAEError(f"--device {requested}: {why}; {fix}")
 
 
 def resolve(requested: str = "auto") -> torch.device:

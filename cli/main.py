@@ -50,6 +50,14 @@ def _tracker(experiment: str, uri: Optional[str], disabled: bool, register: Opti
                    warn=_warn, register=register)
 
 
+def _device(device: Optional[str]) -> str:
+    """Check --device before anything else is looked up, so its error is the one shown."""
+    from anomalyvae.device import resolve
+
+    resolve(device or "auto")
+    return device or "auto"
+
+
 def _model_dir(model: Optional[Path]) -> Path:
     from anomalyvae.detector import latest_model
 
@@ -147,8 +155,9 @@ def evaluate(
     from anomalyvae.modeldir import atomic_write_bytes
     from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
 
+    device = _device(device)
     model_dir = _model_dir(model)
-    det = Detector.load(model_dir, device or "auto")
+    det = Detector.load(model_dir, device)
     test = None
     if (normal_dir is None) != (anomaly_dir is None):
         raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
@@ -196,7 +205,7 @@ def score(
     from anomalyvae.inference import score_paths
     from anomalyvae.mlflow_model import load_detector
 
-    device = device or "auto"
+    device = _device(device)
     det = load_detector(model, tracking_uri, device) if model is not None else Detector.load(_model_dir(None), device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:

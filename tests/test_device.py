@@ -30,7 +30,7 @@ def two_gpus(monkeypatch):
 def test_auto_is_the_cpu_without_a_gpu_and_cuda_is_a_clear_error(no_gpu):
     assert device.resolve("auto") == torch.device("cpu")
     assert device.resolve("cpu") == torch.device("cpu")
-    with pytest.raises(AnomalyVAEError, match=r"--device cuda: torch sees no CUDA GPU .*use --device cpu"):
+    with pytest.raises(AnomalyVAEError, match=r"--device cuda: torch .*no CUDA GPU.*; use --device cpu"):
         device.resolve("cuda")
     with pytest.raises(AnomalyVAEError, match="no CUDA GPU"):
         device.resolve("cuda:1")
@@ -86,8 +86,15 @@ def test_cli_device_cuda_without_a_gpu_is_one_line_and_exit_2(cli, tmp_path, mon
     code, out, err = cli("train", "--limit", "50", "--epochs", "1", "--device", "cuda", "--no-tracking",
                          "--data-dir", "nowhere", "--out", "m")
     # the device is checked before any data is read or any file is written
-    assert code == 2 and err.count("\n") == 1 and "torch sees no CUDA GPU" in err and "--device cpu" in err
+    assert code == 2 and err.count("\n") == 1 and "no CUDA GPU" in err and "--device cpu" in err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["score", "x.png"]])
+def test_evaluate_and_score_check_the_device_first(cli, tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)  # no models/ here: the device error must come before "no trained model"
+    code, _, err = cli(*command, "--device", "tpu")
+    assert code == 2 and "'device' is 'tpu'; choose auto, cpu, cuda, cuda:N or mps" in err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here; CI has none)")
