@@ -97,6 +97,40 @@ def test_evaluate_and_score_check_the_device_first(cli, tmp_path, monkeypatch, c
     assert code == 2 and "'device' is 'tpu'; choose auto, cpu, cuda, cuda:N or mps" in err
 
 
+def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
+    """torch's FakeTensorMode makes CUDA tensors without a GPU and, like CUDA, refuses an op that mixes
+    devices: this runs the scoring and forward paths on 'cuda:0' with the CPU-side inputs the library gets
+    (uint8 images, CPU score state, the CPU validation generator). Backward and the optimiser need a real
+    CUDA context, so the training step itself is only covered on a GPU (the skipped tests here)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from anomalyvae.config import Config
+    from anomalyvae.model import build_model, elbo_terms, to_input
+    from anomalyvae.pipeline import encode_mu
+    from anomalyvae.scoring import ALL_SCORES, ScoreState, score_batch
+
+    cfg = Config(arch="conv").validate()
+    mode = FakeTensorMode()
+    fake = mode.from_tensor
+    state = ScoreState(fake(torch.zeros(3)), fake(torch.zeros(3, 16)), fake(torch.eye(16).repeat(3, 1, 1)),
+                       fake(torch.randn(100, 16)), dict.fromkeys(ALL_SCORES, 0.0), dict.fromkeys(ALL_SCORES, 1.0))
+    images = fake(torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8))
+    gpu = torch.device("cuda", 0)
+    with mode:
+        with gpu:
+            model = build_model(cfg)
+        out = score_batch(model, images, state.to(gpu), cfg, ALL_SCORES)
+        assert set(out) == set(ALL_SCORES) and {v.device for v in out.values()} == {gpu}
+        rec, kl = distributed.wrap(model, gpu)(to_input(images, gpu))  # the training forward pass
+        assert rec.device == kl.device == gpu
+        rec, kl = elbo_terms(model, to_input(images, gpu), torch.Generator().manual_seed(0))  # validation
+        assert rec.device == gpu
+        assert encode_mu(model, images).device == torch.device("cpu")  # codes come back for the mixture fit
+        for which in (["knn"], ["latent"]):  # the check can fail: the score state left on the CPU
+            with pytest.raises(RuntimeError, match="device"):
+                score_batch(model, images, state, cfg, which)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here; CI has none)")
 def test_training_and_scoring_on_a_gpu_match_the_cpu(tmp_path, mnist_dir, cli):
     """One short training on the GPU; the saved model scores alike on the GPU and the CPU."""
