@@ -61,7 +61,7 @@ def resolve(requested: str = "auto") -> torch.device:
     if index >= count:
         raise AnomalyVAEError(f"--device {requested}: GPU {index} does not exist, torch sees {count} "
                               f"(cuda:0 .. cuda:{count - 1}); " + (
-                                  "run at most that many processes per node" if world > 1 else "pick one of those"))
+                                  "run at most that many processes per node, or pass --device cpu" if world > 1 else "pick one of those"))
     return torch.device("cuda", index)
 
 
