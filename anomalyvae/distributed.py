@@ -2,10 +2,11 @@
 
 torchrun starts N copies of the command and sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR; each process
 trains on its own 1/N of the normal images and DistributedDataParallel averages the gradients: over gloo on
-the CPU, over nccl when the processes run on CUDA GPUs (one GPU each, numbered by LOCAL_RANK; device.py). `batch_size` stays the global batch (each process takes batch_size / N), so a run with N
-processes takes the same optimisation steps as one process and lands near the same model. Validation,
-early stopping and the best-model choice run on the full held-out set in every process (identical weights
-give identical decisions); only rank 0 writes checkpoints, calibrates, saves and logs to MLflow.
+the CPU, over nccl when the processes run on CUDA GPUs (one GPU each, numbered by LOCAL_RANK; device.py).
+`batch_size` stays the global batch (each process takes batch_size / N), so a run with N processes takes
+the same optimisation steps as one process and lands near the same model. Validation, early stopping and
+the best-model choice run on the full held-out set in every process (identical weights give identical
+decisions); only rank 0 writes checkpoints, calibrates, saves and logs to MLflow.
 Without torchrun every function here is a no-op.
 """
 

@@ -18,7 +18,7 @@ from .classes import format_classes, parse_classes
 from .config import Config, auto_epochs
 from .data import CLASS_NAMES, Split, load_test, load_train
 from .detector import Detector
-from .device import resolve as resolve_device
+from . import device
 from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterrupted
 from .images import load_folder
 from .scoring import ALL_SCORES, combine, fit_latent, fit_normalisation, score_images
@@ -35,11 +35,10 @@ def default_out(cfg: Config) -> Path:
 
 @torch.inference_mode()
 def encode_mu(model, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    from .device import of
     from .model import to_input
 
     model.eval()
-    dev = of(model)
+    dev = device.of(model)
     return torch.cat([model.encode(to_input(images[s:s + batch_size], dev))[0].cpu()
                       for s in range(0, len(images), batch_size)])
 
@@ -66,7 +65,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     Under torchrun (see `distributed`) only rank 0 tracks, calibrates and saves; other ranks return (None, out).
     """
     out = Path(out) if out is not None else default_out(cfg)
-    resolve_device(cfg.device)  # a missing GPU is reported before minutes of data loading, not after
+    device.resolve(cfg.device)  # a missing GPU is reported before minutes of data loading, not after
     if resume and not out.exists():
         raise AnomalyVAEError(f"--resume needs --out pointing at the interrupted model folder; {out} does not exist")
     data = load_train(cfg)

@@ -164,9 +164,8 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
             t0 = time.perf_counter()
             model.train()
             beta = min(1.0, (st.epoch + 1) / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs else 1.0
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(dev)
             sums = [0.0, 0.0]
-            order = order.to(dev)
             for i in range(steps):
                 # index_select on rows: 13 us a batch here, where fancy indexing of (N, H, W) took 150 us
                 x = to_input(flat.index_select(0, order[i * cfg.batch_size:(i + 1) * cfg.batch_size]).view(-1, *shape))
