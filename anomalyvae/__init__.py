@@ -1,8 +1,9 @@
 """anomalyvae: anomaly detection by variational-autoencoder reconstruction.
 
-    from anomalyvae import make_config, train_detector, Detector
-    det, model_dir = train_detector(make_config(normal="0-8"))
-    flags = Detector.load(model_dir).predict(images_uint8)   # (N, 28, 28) uint8 tensor
+    from anomalyvae import AnomalyVAE
+    est = AnomalyVAE(random_state=0).fit(normal_images)   # (N, H, W[, C]) uint8 or floats in [0, 1], or (N, D)
+    labels = est.predict(new_images)                       # +1 inlier, -1 outlier (scikit-learn's contract)
+    est.save("models/mine"); AnomalyVAE.load("models/mine")  # the model directory the CLI reads and writes
 
 Names are imported lazily so that `anomalyvae --help` does not pay for importing torch.
 """
@@ -11,7 +12,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Config": "config", "make_config": "config",
-    "Detector": "detector", "latest_model": "detector",
+    "AnomalyVAE": "estimator", "latest_model": "modeldir", "SCORES": "scores",
     "train_detector": "pipeline", "evaluate_detector": "pipeline",
     "score_paths": "inference", "score_frames": "inference",
     "parse_classes": "classes", "read_idx": "idx",

@@ -11,9 +11,10 @@ from typing import Any
 from .errors import AnomalyVAEError
 
 DATASETS = ("mnist", "fashion-mnist", "folder")
-ARCHS = ("mlp", "conv")
-SCORES = ("recon", "elbo", "iwae", "blur", "latent", "knn", "combined")
+ARCHS = ("auto", "conv", "mlp")  # auto: conv for images, mlp for feature vectors
+INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
+DEFAULT_COMBINE = {"images": "blur,knn,latent", "features": "knn,latent"}
 
 
 @dataclass
@@ -26,11 +27,13 @@ class Config:
     val_fraction: float = 0.1  # held out of the normal training data for early stopping and calibration
     limit: int | None = None  # use at most this many training images (quick runs, tests)
     image_size: int = 28
+    channels: int | None = None  # image channels, 1 (grey) or 3 (RGB); None: decided from the training data
+    input_kind: str = "images"  # images | features (feature vectors: standardised, Gaussian likelihood)
     # model
-    arch: str = "conv"
-    latent_dim: int | None = None  # None: 20 for mlp (the seeds' 784-400-20), 16 for conv
+    arch: str = "auto"  # auto: conv for images, mlp for feature vectors
+    latent_dim: int | None = None  # None: 20 for mlp images (the seeds' 784-400-20), 16 for conv, 8 for features
     hidden: int = 400  # MLP hidden width (the seeds' 784-400-20 uses 400)
-    channels: int = 16  # conv model: channels of the first layer, doubled in the second
+    width: int = 16  # conv model: channels of the first layer, doubled at each stride-2 step
     conv_hidden: int = 256  # conv model: the dense layer between convolutions and latent code
     # training
     epochs: int | None = None  # None: auto_epochs(), about 2,300 optimiser steps (6 epochs on 54k images)
@@ -44,11 +47,12 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps: auto takes a CUDA GPU when there is one (device.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use
-    combine: str = "blur,knn,latent"  # the z-scored components that 'combined' sums
+    combine: str | None = None  # the z-scored components 'combined' sums; None: blur,knn,latent (features: knn,latent)
     iwae_samples: int = 16
     latent_components: int = 10  # Gaussian mixture over mu of the normal data
     knn_k: int = 5
     fpr: float = 0.05  # target false-positive rate on held-out normal data
+    contamination: float | None = None  # scikit-learn's meaning: flag this fraction of the fit data instead
     # tracking
     experiment: str = "anomalyvae"
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else MLflow's default (sqlite mlflow.db)
@@ -57,15 +61,31 @@ class Config:
         def bad(name: str, why: str) -> AnomalyVAEError:
             return AnomalyVAEError(f"config: '{name}' {why}")
 
+        from . import scores
+
         if self.dataset not in DATASETS:
             raise bad("dataset", f"is {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.input_kind not in INPUT_KINDS:
+            raise bad("input_kind", f"is {self.input_kind!r}; choose one of {', '.join(INPUT_KINDS)}")
         if self.arch not in ARCHS:
             raise bad("arch", f"is {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.score not in SCORES:
-            raise bad("score", f"is {self.score!r}; choose one of {', '.join(SCORES)}")
-        bad_parts = [p for p in self.combine_parts() if p not in SCORES or p == "combined"]
-        if bad_parts or not self.combine_parts():
-            raise bad("combine", f"is {self.combine!r}; list components from {', '.join(SCORES[:-1])}")
+        if self.input_kind == "features" and self.arch == "conv":
+            raise bad("arch", "is 'conv' but feature vectors have no pixel grid; use 'mlp' (or 'auto')")
+        if self.arch == "auto":
+            self.arch = "mlp" if self.input_kind == "features" else "conv"
+        if self.combine is None:
+            self.combine = DEFAULT_COMBINE[self.input_kind]
+        try:
+            scores.check([self.score], self.input_kind)
+            parts = scores.check(self.combine_parts(), self.input_kind, what="combine component")
+        except AnomalyVAEError as e:
+            raise bad("score" if self.score not in scores.available(self.input_kind) else "combine", str(e)) from None
+        if not parts or "combined" in parts:
+            raise bad("combine", f"is {self.combine!r}; list components from {', '.join(scores.COMPONENTS)}")
+        if self.channels not in (None, 1, 3):
+            raise bad("channels", f"is {self.channels}; use 1 (grey) or 3 (RGB), or leave it unset to follow the data")
+        if self.contamination is not None and not 0.0 < self.contamination <= 0.5:
+            raise bad("contamination", f"is {self.contamination}; it must lie in (0, 0.5] (or be unset to use fpr)")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         from .device import check
@@ -82,8 +102,8 @@ class Config:
         if not 0.0 < self.fpr < 1.0:
             raise bad("fpr", f"is {self.fpr}; it must lie strictly between 0 and 1 (e.g. 0.05)")
         if self.latent_dim is None:
-            self.latent_dim = 20 if self.arch == "mlp" else 16
-        for name in ("batch_size", "latent_dim", "hidden", "channels", "iwae_samples",
+            self.latent_dim = 8 if self.input_kind == "features" else 20 if self.arch == "mlp" else 16
+        for name in ("batch_size", "latent_dim", "hidden", "width", "iwae_samples",
                      "latent_components", "image_size", "knn_k", "conv_hidden"):
             if getattr(self, name) < 1:
                 raise bad(name, f"is {getattr(self, name)}; it must be at least 1")

@@ -13,6 +13,7 @@ from .config import Config
 from .errors import DataError
 from .idx import read_idx
 from .images import load_folder
+from .inputs import resize
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -30,7 +31,8 @@ CLASS_NAMES = {
 
 @dataclass
 class Split:
-    """Images as (N, H, W) uint8 and labels as (N,) int64 (-1 where unknown, as for a folder)."""
+    """Inputs (images as (N, C, H, W) uint8, or (N, D) feature vectors) and labels as (N,) int64 (-1 where
+    unknown, as for a folder)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -100,16 +102,14 @@ def load_idx_split(dataset: str, data_dir: Path, split: str, size: int = 28, dow
     if labels.size and (labels.max() > 9 or labels.min() < 0):
         bad = labels.max() if labels.max() > 9 else labels.min()
         raise DataError(f"{labels_path}: label {bad} is out of range 0-9; the file is not a label file")
-    out = torch.from_numpy(images.copy())
-    if out.shape[1:] != (size, size):
-        out = resize(out, size)
+    out = resize(torch.from_numpy(images.copy()).unsqueeze(1), size)
     return Split(out, torch.from_numpy(labels.astype(np.int64)))
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    x = torch.nn.functional.interpolate(images[:, None].float(), size=(size, size), mode="bilinear",
-                                        antialias=True, align_corners=False)
-    return x[:, 0].round().clamp(0, 255).to(torch.uint8)
+def as_nchw(arr: np.ndarray) -> torch.Tensor:
+    """A stack of decoded images, (N, H, W) grey or (N, C, H, W), as one (N, C, H, W) tensor."""
+    t = torch.from_numpy(arr)
+    return t.unsqueeze(1) if t.ndim == 3 else t
 
 
 @dataclass
@@ -124,7 +124,7 @@ def load_train(cfg: Config) -> TrainData:
     skipped: list = []
     if cfg.dataset == "folder":
         arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size)
-        data = Split(torch.from_numpy(arr), torch.full((len(arr),), -1, dtype=torch.int64))
+        data = Split(as_nchw(arr), torch.full((len(arr),), -1, dtype=torch.int64))
     else:
         normal = parse_classes(cfg.normal)
         full = load_idx_split(cfg.dataset, cfg.resolved_data_dir(), "train", cfg.image_size)

@@ -21,7 +21,6 @@ from torch import nn
 from .config import Config
 from .data import Split
 from .errors import AnomalyVAEError
-from .model import elbo_terms
 
 
 def world_size() -> int:
@@ -83,24 +82,12 @@ def shard(split: Split) -> Split:
     return split.subset(torch.arange(rank(), per * n, n))
 
 
-class ELBOStep(nn.Module):
-    """The training forward pass as a module, so DistributedDataParallel can hook its backward."""
-
-    def __init__(self, vae: nn.Module):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return elbo_terms(self.vae, x)
-
-
 def wrap(model: nn.Module, dev: torch.device) -> nn.Module:
-    """model (already on `dev`) -> a module whose call returns (recon, kl) per sample; gradient-averaging DDP
-    under torchrun."""
-    step = ELBOStep(model)
+    """model (already on `dev`) -> the module the training step calls: the model itself, or under torchrun
+    its DistributedDataParallel wrapper, which averages gradients across processes."""
     if not enabled():
-        return step
+        return model
     init(dev)
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)

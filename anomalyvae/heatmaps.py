@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 VMAX = 5.0  # nats per pixel drawn at full colour; a pixel the model predicts with p = 0.007 is at VMAX
 SCALE = 4  # 28 px -> 112 px, nearest neighbour, so single pixels stay visible
@@ -22,18 +21,17 @@ SCALE = 4  # 28 px -> 112 px, nearest neighbour, so single pixels stay visible
 
 @torch.inference_mode()
 def pixel_errors(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Reconstructions (N, H, W) in [0, 1] and per-pixel -log p(x | z = mu) in nats (N, H, W)."""
-    from . import device
-    from .model import to_input
+    """Reconstructions in [0, 1], (N, H, W) grey or (N, H, W, 3) colour, and per-pixel -log p(x | z = mu) in
+    nats summed over channels, (N, H, W)."""
+    from .scoring import reconstruct
 
-    model.eval()
-    recs, errs = [], []
-    for s in range(0, len(images), batch_size):
-        x = to_input(images[s:s + batch_size], device.of(model))
-        logits = model.decode(model.encode(x)[0])
-        recs.append(torch.sigmoid(logits)[:, 0].cpu())
-        errs.append(F.binary_cross_entropy_with_logits(logits, x, reduction="none")[:, 0].cpu())
-    return torch.cat(recs).numpy(), torch.cat(errs).numpy()
+    recs, errs = reconstruct(model, images, batch_size)
+    return as_display(recs).numpy(), errs.sum(1).numpy()
+
+
+def as_display(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W) for grey, (N, H, W, 3) for colour: the layout PIL and matplotlib draw."""
+    return images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
 
 
 def _colour(err: np.ndarray) -> np.ndarray:
@@ -44,7 +42,7 @@ def _colour(err: np.ndarray) -> np.ndarray:
 
 def panel(image: np.ndarray, recon: np.ndarray, err: np.ndarray, gap: int = 2) -> np.ndarray:
     """One RGB strip: input | reconstruction | error map, upscaled SCALE times."""
-    grey = lambda a: np.repeat(a[..., None], 3, axis=2)  # noqa: E731
+    grey = lambda a: a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)  # noqa: E731
     parts = [grey(image.astype(np.uint8)), grey((recon * 255).round().astype(np.uint8)), _colour(err)]
     h = image.shape[0]
     sep = np.full((h, gap, 3), 128, np.uint8)
@@ -71,6 +69,7 @@ def write_flagged(det, csv: Path, out_dir: Path, chunk_size: int = 1024) -> list
 
     Reads the CSV in chunks and re-decodes only the flagged files, so memory stays bounded for any size.
     """
+    from .data import as_nchw
     from .images import load_image
 
     out_dir = Path(out_dir)
@@ -80,9 +79,9 @@ def write_flagged(det, csv: Path, out_dir: Path, chunk_size: int = 1024) -> list
         flagged = frame[frame["is_anomaly"].astype(str).str.lower() == "true"]["path"].tolist()
         if not flagged:
             continue
-        images = torch.from_numpy(np.stack([load_image(p, det.config.image_size) for p in flagged]))
-        recs, errs = pixel_errors(det.model, images)
-        for path, img, rec, err in zip(flagged, images.numpy(), recs, errs):
+        images = as_nchw(np.stack([load_image(p, det.config_.image_size) for p in flagged]))
+        recs, errs = pixel_errors(det.model_, images)
+        for path, img, rec, err in zip(flagged, as_display(images).numpy(), recs, errs):
             target = out_dir / safe_name(path)
             target.write_bytes(png_bytes(panel(img, rec, err)))
             written.append(target)

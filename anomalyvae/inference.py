@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .detector import Detector
+from .data import as_nchw
+from .estimator import AnomalyVAE
 from .errors import AnomalyVAEError, DataError
 from .images import Found, display_path, iter_image_files, load_image
-from .scoring import CHEAP_SCORES
 
 
 @dataclass
@@ -41,10 +41,10 @@ def _chunks(items: Iterable[Found], size: int) -> Iterator[list[Found]]:
         yield chunk
 
 
-def score_frames(det: Detector, paths: Iterable[str | os.PathLike], chunk_size: int = 1024) -> Iterator[pd.DataFrame]:
+def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size: int = 1024) -> Iterator[pd.DataFrame]:
     """One DataFrame per chunk: path, each score, is_anomaly, error (empty where the file was scored)."""
-    which = tuple(dict.fromkeys([*CHEAP_SCORES, det.score_]))
-    size = det.config.image_size
+    which = det.default_scores()
+    size = det.config_.image_size
     for chunk in _chunks(iter_image_files(paths), chunk_size):
         arrays, ok, errors = [], [], [f.error for f in chunk]
         for i, f in enumerate(chunk):
@@ -62,7 +62,7 @@ def score_frames(det: Detector, paths: Iterable[str | os.PathLike], chunk_size: 
         flagged, missing = np.zeros(n, bool), np.ones(n, bool)
         if ok:
             idx = np.asarray(ok)
-            scores = det.score_samples(torch.from_numpy(np.stack(arrays)), which=which)
+            scores = det.anomaly_scores(as_nchw(np.stack(arrays)), which=which)
             for name in which:
                 cols[name][idx] = scores[name]
             flagged[idx] = scores[det.score_] > det.threshold_
@@ -73,7 +73,7 @@ def score_frames(det: Detector, paths: Iterable[str | os.PathLike], chunk_size: 
         yield frame
 
 
-def score_paths(det: Detector, paths: Iterable[str | os.PathLike], csv: Path | None = None, top_k: int = 20,
+def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path | None = None, top_k: int = 20,
                 on_chunk: Callable[[int], None] | None = None, chunk_size: int = 1024) -> ScoreSummary:
     """Stream scores to `csv` (written to a temp file, renamed when complete); keep only a top-k in memory."""
     summary = ScoreSummary(csv)
@@ -106,7 +106,7 @@ def score_paths(det: Detector, paths: Iterable[str | os.PathLike], csv: Path | N
                 on_chunk(len(frame))
         if tmp is not None:
             if summary.n_files == 0:
-                pd.DataFrame(columns=["path", *CHEAP_SCORES, "is_anomaly", "error"]).to_csv(tmp, index=False)
+                pd.DataFrame(columns=["path", *det.default_scores(), "is_anomaly", "error"]).to_csv(tmp, index=False)
             os.replace(tmp, csv)
             tmp = None
     except OSError as e:  # images that cannot be read are rows; this is the CSV itself (full disk, bad --out)

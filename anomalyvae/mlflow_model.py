@@ -1,7 +1,7 @@
 """The detector as an MLflow pyfunc model, so anything that speaks MLflow can load, serve or Spark-map it.
 
 The MLflow model holds no pickle: its code is `pyfunc_code.py` (MLflow's "models from code") and its one
-artifact is a model directory (model.safetensors + model.json), loaded with `Detector.load` as data.
+artifact is a model directory (model.safetensors + model.json), loaded with `AnomalyVAE.load` as data.
 Input: uint8 pixels, one flattened image_size x image_size image per row (a numpy array, a DataFrame of
 784 columns, a JSON {"inputs": [[...]]} request or a Spark array column). Output: one row per image with
 the detector's scores and `is_anomaly`. The environment that loads it needs anomalyvae installed.
@@ -19,17 +19,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from .detector import Detector
+from .estimator import AnomalyVAE
 from .modeldir import MODEL_FILE
-from .scoring import CHEAP_SCORES
 
 NAME = "detector"  # the logged model's name: runs:/<run_id>/detector
 CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 
 
-def output_scores(det: Detector) -> tuple[str, ...]:
+def output_scores(det: AnomalyVAE) -> tuple[str, ...]:
     """The scores a prediction returns: the cheap ones plus the model's own (iwae only when it is the default)."""
-    return tuple(dict.fromkeys([*CHEAP_SCORES, det.score_]))
+    return det.default_scores()
 
 
 class AnomalyVAEModel(mlflow.pyfunc.PythonModel):
@@ -41,43 +40,31 @@ class AnomalyVAEModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         # a serving host picks its device: ANOMALYVAE_DEVICE=cpu keeps a GPU free for other work
-        self.detector = Detector.load(context.artifacts["model_dir"], os.environ.get("ANOMALYVAE_DEVICE", "auto"))
+        self.detector = AnomalyVAE.load(context.artifacts["model_dir"], os.environ.get("ANOMALYVAE_DEVICE", "auto"))
 
     def predict(self, context, model_input, params=None):
         return predict_frame(self.detector, model_input)
 
 
-def to_images(model_input: Any, size: int):
-    """Rows of size*size pixels (array, DataFrame or nested lists) -> a (N, size, size) uint8 tensor."""
-    import torch
-
+def predict_frame(det: AnomalyVAE, model_input: Any) -> pd.DataFrame:
+    """One row per image: each score in `output_scores` and is_anomaly (score > the calibrated threshold)."""
+    which = output_scores(det)
     if isinstance(model_input, dict) and len(model_input) == 1:  # a named tensor: {"pixels": array}
         model_input = next(iter(model_input.values()))
     values = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else np.asarray(model_input)
-    if values.size % (size * size):
-        raise ValueError(f"each row must hold {size * size} pixels ({size}x{size}, row-major), got shape {values.shape}")
-    if values.dtype != np.uint8:
-        if values.size and (values.min() < 0 or values.max() > 255):
-            raise ValueError("pixels must be 0..255 (uint8 grayscale, light strokes on a dark background)")
-        values = values.astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(values.reshape(-1, size, size)))
-
-
-def predict_frame(det: Detector, model_input: Any) -> pd.DataFrame:
-    """One row per image: each score in `output_scores` and is_anomaly (score > the calibrated threshold)."""
-    which = output_scores(det)
-    scores = det.score_samples(to_images(model_input, det.config.image_size), which=which)
+    scores = det.anomaly_scores(values, which=which)
     frame = pd.DataFrame({name: scores[name] for name in which})
     frame["is_anomaly"] = scores[det.score_] > det.threshold_
     return frame
 
 
-def signature(det: Detector):
+def signature(det: AnomalyVAE):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    d = det.config.image_size ** 2
-    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, d))])
+    d = int(np.prod(det.input_shape_))
+    dtype = np.uint8 if det.config_.input_kind == "images" else np.float32
+    inputs = Schema([TensorSpec(np.dtype(dtype), (-1, d))])
     outputs = Schema([ColSpec("double", s) for s in output_scores(det)] + [ColSpec("boolean", "is_anomaly")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -96,9 +83,10 @@ def log_model(model_dir: str | Path, example: np.ndarray | None = None, register
     Only model.safetensors and model.json are packaged (not the training checkpoint or evaluation plots).
     """
     model_dir = Path(model_dir)
-    det = Detector.load(model_dir)
-    d = det.config.image_size ** 2
-    example = np.zeros((2, d), np.uint8) if example is None else np.asarray(example, np.uint8).reshape(-1, d)
+    det = AnomalyVAE.load(model_dir)
+    d = int(np.prod(det.input_shape_))
+    dtype = np.uint8 if det.config_.input_kind == "images" else np.float32
+    example = np.zeros((2, d), dtype) if example is None else np.asarray(example, dtype).reshape(-1, d)
     with tempfile.TemporaryDirectory(prefix="anomalyvae-pyfunc-") as tmp:
         staged = Path(tmp) / model_dir.name
         staged.mkdir()
@@ -124,11 +112,11 @@ def is_model_uri(ref: str | Path) -> bool:
     return isinstance(ref, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", ref) is not None
 
 
-def load_detector(ref: str | Path, tracking_uri: str | None = None, device: str = "auto") -> Detector:
+def load_detector(ref: str | Path, tracking_uri: str | None = None, device: str = "auto") -> AnomalyVAE:
     """A local model directory or file, or any MLflow artifact URI that holds one (a logged pyfunc model,
     a registered version, or the run's raw `model/` folder): downloaded to a temporary folder, loaded as data."""
     if not is_model_uri(ref):
-        return Detector.load(ref, device)
+        return AnomalyVAE.load(ref, device)
     from .errors import ModelDirError
 
     with tempfile.TemporaryDirectory(prefix="anomalyvae-download-") as tmp:
@@ -142,4 +130,4 @@ def load_detector(ref: str | Path, tracking_uri: str | None = None, device: str 
         found = [local] if local.is_file() else sorted(local.rglob(MODEL_FILE), key=lambda p: len(p.parts))
         if not found:
             raise ModelDirError(f"{ref} holds no {MODEL_FILE}; is it an anomalyvae model?")
-        return Detector.load(found[0], device)
+        return AnomalyVAE.load(found[0], device)

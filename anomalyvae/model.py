@@ -1,6 +1,13 @@
-"""The VAE: encoder -> (mu, logvar), reparameterised z, decoder -> Bernoulli logits; and its ELBO terms."""
+"""The VAE: encoder -> (mu, logvar), reparameterised z, decoder -> likelihood parameters; and its ELBO terms.
+
+Images (C, H, W) use a Bernoulli likelihood of grey levels in [0, 1] (as in the seeds and the paper);
+feature vectors (D,) are standardised inside the model and use a Gaussian likelihood with a learnt scale
+per feature. `forward(x) -> (out, mu, logvar)` where `out` parameterises p(x | z) (logits or means).
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -9,63 +16,7 @@ from torch import nn
 from .config import Config
 from .errors import AnomalyVAEError
 
-
-class MLPVAE(nn.Module):
-    """The seeds' model (Kingma & Welling 2014, as in pytorch/examples): 784-400-20 with ReLU."""
-
-    def __init__(self, image_size: int = 28, hidden: int = 400, latent_dim: int = 20):
-        super().__init__()
-        d = image_size * image_size
-        self.shape = (1, image_size, image_size)
-        self.fc1 = nn.Linear(d, hidden)
-        self.fc_mu = nn.Linear(hidden, latent_dim)
-        self.fc_logvar = nn.Linear(hidden, latent_dim)
-        self.fc3 = nn.Linear(latent_dim, hidden)
-        self.fc4 = nn.Linear(hidden, d)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.relu(self.fc1(x.flatten(1)))
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.fc4(F.relu(self.fc3(z))).view(-1, *self.shape)
-
-
-class ConvVAE(nn.Module):
-    """Two stride-2 convolutions and a dense layer each way: local stroke features an MLP learns per pixel."""
-
-    def __init__(self, image_size: int = 28, channels: int = 16, latent_dim: int = 16, hidden: int = 256):
-        super().__init__()
-        if image_size % 4:
-            raise AnomalyVAEError(f"conv model needs an image_size divisible by 4, got {image_size}; use 28")
-        c, s = channels, image_size // 4
-        self.feat = (2 * c, s, s)
-        self.enc = nn.Sequential(
-            nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(2 * c * s * s, hidden), nn.ReLU(),
-        )
-        self.fc_mu = nn.Linear(hidden, latent_dim)
-        self.fc_logvar = nn.Linear(hidden, latent_dim)
-        self.fc_dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * c * s * s))
-        self.dec = nn.Sequential(
-            nn.ReLU(),
-            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(c, 1, 4, 2, 1),
-        )
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.enc(x)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.dec(self.fc_dec(z).view(-1, *self.feat))
-
-
-def build_model(cfg: Config) -> nn.Module:
-    if cfg.arch == "mlp":
-        return MLPVAE(cfg.image_size, cfg.hidden, cfg.latent_dim)
-    return ConvVAE(cfg.image_size, cfg.channels, cfg.latent_dim, cfg.conv_hidden)
+MAX_FINAL = 16  # the conv encoder halves the image until it is even and at most 8, and accepts a final side <= 16
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -80,18 +31,9 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def to_input(images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-    """uint8 (N, H, W) -> float (N, 1, H, W) in [0, 1] on `device`: the only preprocessing between pixels and
-    model. Moved as uint8, a quarter of the bytes of float32."""
-    if device is not None:
-        images = images.to(device, non_blocking=True)
-    return images.unsqueeze(1).float().div_(255.0)
-
-
-def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) per sample, in nats: Bernoulli likelihood of grey levels, as in the seeds and the paper."""
-    # float32 even under bfloat16 autocast: a sum over 784 pixels in bfloat16 loses whole nats
-    return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none").flatten(1).sum(1)
+def as_float(t: torch.Tensor) -> torch.Tensor:
+    """bfloat16 (autocast) -> float32; float64 (feature scoring) stays float64."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -99,9 +41,136 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
-def elbo_terms(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None):
-    """Per-sample reconstruction NLL and KL for one reparameterised sample; their sum is the negative ELBO."""
-    mu, logvar = model.encode(x)
-    mu, logvar = mu.float(), logvar.float()  # bfloat16 under autocast; KL and sampling stay float32
-    z = reparameterize(mu, logvar, generator)
-    return reconstruction_nll(model.decode(z), x), kl_divergence(mu, logvar)
+class _VAE(nn.Module):
+    """What both architectures share: the likelihood, the input preparation and the forward pass."""
+
+    input_kind = "images"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        mu, logvar = self.encode(x)
+        mu, logvar = as_float(mu), as_float(logvar)  # bfloat16 under autocast; KL and sampling stay float32
+        return self.decode(reparameterize(mu, logvar, generator)), mu, logvar
+
+    def nll_terms(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x_i | z) per element (pixel or feature), in nats."""
+        # float32 even under bfloat16 autocast: a sum over 784 pixels in bfloat16 loses whole nats
+        out = as_float(out)
+        if self.input_kind == "images":
+            return F.binary_cross_entropy_with_logits(out, x, reduction="none")
+        log_scale = self.log_scale.clamp(-5.0, 5.0)
+        return 0.5 * ((x - out) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * math.log(2 * math.pi)
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) per sample: the reconstruction term of the ELBO."""
+        return self.nll_terms(out, x).flatten(1).sum(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        """The reconstruction E[x | z] in the model's input space."""
+        return torch.sigmoid(out) if self.input_kind == "images" else out
+
+    def prepare(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw input -> what the network sees, on the model's device: uint8 pixels / 255, float pixels as they
+        are (already in [0, 1]), features standardised with the training mean and scale."""
+        p = next(self.parameters())
+        x = raw.to(p.device, non_blocking=True)  # uint8 moves a quarter of the bytes of float32
+        x = x.to(p.dtype).div_(255.0) if x.dtype == torch.uint8 else x.to(p.dtype)
+        if self.input_kind == "features":
+            x = (x - self.x_mean) / self.x_std
+        return x
+
+
+class MLPVAE(_VAE):
+    """The seeds' model (Kingma & Welling 2014, as in pytorch/examples): 784-400-20 with ReLU."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int = 400, latent_dim: int = 20, input_kind: str = "images"):
+        super().__init__()
+        d = math.prod(shape)
+        self.shape, self.input_kind = tuple(shape), input_kind
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc_mu = nn.Linear(hidden, latent_dim)
+        self.fc_logvar = nn.Linear(hidden, latent_dim)
+        self.fc3 = nn.Linear(latent_dim, hidden)
+        self.fc4 = nn.Linear(hidden, d)
+        if input_kind == "features":
+            self.log_scale = nn.Parameter(torch.zeros(d))
+            self.register_buffer("x_mean", torch.zeros(d))
+            self.register_buffer("x_std", torch.ones(d))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.fc1(x.flatten(1)))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc4(F.relu(self.fc3(z))).view(-1, *self.shape)
+
+
+def _halvings(size: int) -> tuple[int, int]:
+    k, s = 0, size
+    while s % 2 == 0 and s > 8:
+        s, k = s // 2, k + 1
+    return k, s
+
+
+def _fits(size: int) -> bool:
+    k, s = _halvings(size)
+    return k > 0 and s <= MAX_FINAL
+
+
+def conv_depth(size: int) -> int:
+    """Stride-2 steps for a square image: halve while the side is even and above 8; the rest stays dense.
+
+    28 -> 14 -> 7 (2 steps: the MNIST model), 64 -> 8 (3), 128 -> 8 (4), 224 -> 7 (5)."""
+    if not _fits(size):
+        near = [n for n in range(max(8, size - 24), size + 25) if _fits(n)]
+        raise AnomalyVAEError(
+            f"the conv model cannot take image_size {size}: halving it in stride-2 steps must reach an odd side or 8, "
+            f"at most {MAX_FINAL}; sizes near it that work: {', '.join(map(str, near[:8]))} (also 28, 32, 64, 128, 256)")
+    return _halvings(size)[0]
+
+
+class ConvVAE(_VAE):
+    """Stride-2 convolutions (as many as the size needs, channels doubling from `width`, capped at 8x) and a
+    dense layer each way: local stroke and texture features an MLP would learn per pixel."""
+
+    def __init__(self, shape: tuple[int, int, int], width: int = 16, latent_dim: int = 16, hidden: int = 256):
+        super().__init__()
+        c_in, size, _ = shape
+        k = conv_depth(size)
+        ch = [min(width * 2 ** i, 8 * width) for i in range(k)]
+        s = size // 2 ** k
+        self.feat = (ch[-1], s, s)
+        enc: list[nn.Module] = []
+        for a, b in zip([c_in, *ch[:-1]], ch):
+            enc += [nn.Conv2d(a, b, 4, 2, 1), nn.ReLU()]
+        self.enc = nn.Sequential(*enc, nn.Flatten(), nn.Linear(ch[-1] * s * s, hidden), nn.ReLU())
+        self.fc_mu = nn.Linear(hidden, latent_dim)
+        self.fc_logvar = nn.Linear(hidden, latent_dim)
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, ch[-1] * s * s))
+        dec: list[nn.Module] = [nn.ReLU()]
+        for a, b in zip(ch[::-1], [*ch[::-1][1:], c_in]):
+            dec += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.ReLU()]
+        self.dec = nn.Sequential(*dec[:-1])  # no ReLU on the logits
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.enc(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.fc_dec(z).view(-1, *self.feat))
+
+
+def build_model(cfg: Config, shape: tuple[int, ...]) -> _VAE:
+    """The network for one input shape: (C, H, W) images or (D,) feature vectors."""
+    if cfg.input_kind == "features":
+        return MLPVAE(shape, cfg.hidden, cfg.latent_dim, "features")
+    if cfg.arch == "mlp":
+        return MLPVAE(shape, cfg.hidden, cfg.latent_dim)
+    return ConvVAE(shape, cfg.width, cfg.latent_dim, cfg.conv_hidden)
+
+
+def elbo_terms(model: _VAE, x: torch.Tensor, generator: torch.Generator | None = None, step=None):
+    """Per-sample reconstruction NLL and KL for one reparameterised sample; their sum is the negative ELBO.
+
+    `step` is the module to call (the model itself, or its DistributedDataParallel wrapper under torchrun)."""
+    out, mu, logvar = (step or model)(x, generator)
+    return model.nll(out, x), kl_divergence(mu, logvar)

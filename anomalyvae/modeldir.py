@@ -19,7 +19,7 @@ import torch
 from .errors import ModelDirError
 
 FORMAT = "anomalyvae-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: (C, H, W) inputs, feature vectors, Config.width
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"  # training state for --resume
 META_KEY = "anomalyvae"
@@ -113,3 +113,12 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if header.get("sha256") != _digest(meta, tensors):
         raise ModelDirError(f"{path}: checksum mismatch, the file was modified after it was written; re-train it")
     return tensors, meta
+
+
+def latest_model(root: str | Path = "models") -> Path:
+    """The most recently written model directory under `root`: what evaluate and score use by default."""
+    root = Path(root)
+    found = sorted(root.glob(f"*/{MODEL_FILE}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise ModelDirError(f"no trained model under {root}/; run `anomalyvae train` first or pass --model DIR")
+    return found[-1].parent

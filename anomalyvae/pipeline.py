@@ -16,15 +16,14 @@ import torch
 from . import distributed, report
 from .classes import format_classes, parse_classes
 from .config import Config, auto_epochs
-from .data import CLASS_NAMES, Split, load_test, load_train
-from .detector import Detector
+from .data import CLASS_NAMES, Split, as_nchw, load_test, load_train
 from . import device
 from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterrupted
+from .estimator import AnomalyVAE
 from .images import load_folder
-from .scoring import ALL_SCORES, combine, fit_latent, fit_normalisation, score_images
-from .threshold import calibrate, realized_fpr
+from .scores import available
 from .tracking import Tracker
-from .train import EpochStats, checkpoint_run_id, fit
+from .train import EpochStats, checkpoint_run_id
 
 
 def default_out(cfg: Config) -> Path:
@@ -33,31 +32,9 @@ def default_out(cfg: Config) -> Path:
     return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{cfg.arch}-{stamp}"
 
 
-@torch.inference_mode()
-def encode_mu(model, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    from .model import to_input
-
-    model.eval()
-    dev = device.of(model)
-    return torch.cat([model.encode(to_input(images[s:s + batch_size], dev))[0].cpu()
-                      for s in range(0, len(images), batch_size)])
-
-
-def calibrate_detector(cfg: Config, model, train: Split, val: Split, info: dict[str, Any]) -> Detector:
-    """Fit the latent mixture on normal training codes, standardise scores and set the threshold on val."""
-    state = fit_latent(encode_mu(model, train.images), cfg.latent_components, cfg.seed)
-    val_scores = score_images(model, val.images, state, cfg, which=[s for s in ALL_SCORES if s != "combined"])
-    fit_normalisation(state, val_scores)
-    val_scores["combined"] = combine(
-        {k: torch.from_numpy(v) for k, v in val_scores.items()}, state, cfg.combine_parts()).numpy()
-    threshold = calibrate(val_scores[cfg.score], cfg.fpr)
-    info = {**info, "val_fpr": realized_fpr(val_scores[cfg.score], threshold)}
-    return Detector(cfg, model, state, threshold, info)
-
-
 def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, tracker: Tracker | None = None,
                    on_step: Callable | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
-                   log: Callable[[str], None] = print) -> tuple[Detector, Path]:
+                   log: Callable[[str], None] = print) -> tuple[AnomalyVAE | None, Path]:
     """Train on normal data and write a complete model directory; returns the detector and its folder.
 
     The model directory is written before anything is uploaded, so a tracking failure never loses a model.
@@ -78,6 +55,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         tracker = None  # rank 0 logs for everyone
     if cfg.epochs is None:
         cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(data.train), cfg.batch_size))
+    cfg = dataclasses.replace(cfg, channels=data.train.images.shape[1])
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
     tracker.start(run_name=out.name, run_id=run_id, tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})
@@ -89,10 +67,14 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         if on_epoch is not None:
             on_epoch(s)
 
-    result = fit(distributed.local_config(cfg), distributed.shard(data.train), data.val,
-                 out=out if distributed.is_main() else None, resume=resume, on_step=on_step, on_epoch=epoch_done,
-                 run_id=tracker.run_id)
-    distributed.finish()
+    info = {
+        "normal_classes": [] if cfg.dataset == "folder" else parse_classes(cfg.normal),
+        "class_names": CLASS_NAMES.get(cfg.dataset, []),
+        "mlflow_run_id": tracker.run_id,
+    }
+    det = AnomalyVAE.from_config(cfg)
+    result = det.fit_splits(cfg, data.train, data.val, out=out if distributed.is_main() else None, resume=resume,
+                            on_step=on_step, on_epoch=epoch_done, run_id=tracker.run_id, info=info)
     if not distributed.is_main():
         return None, out
     if not result.history:
@@ -100,18 +82,9 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         if result.diverged:
             raise TrainingDiverged(f"{result.diverged} before any epoch completed; nothing saved. Lower --lr")
         raise TrainingInterrupted(f"stopped by {result.stopped_by} before the first epoch completed; nothing saved")
-    info = {
-        "normal_classes": [] if cfg.dataset == "folder" else parse_classes(cfg.normal),
-        "class_names": CLASS_NAMES.get(cfg.dataset, []),
-        "n_train": len(data.train), "n_val": len(data.val),
-        "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-        "train_seconds": round(result.seconds, 2), "best_val_loss": min(h.val_loss for h in result.history),
-        "mlflow_run_id": tracker.run_id,
-    }
-    det = calibrate_detector(cfg, result.model, data.train, data.val, info)
     det.save(out)
     (out / "history.json").write_text(json.dumps([asdict(h) for h in result.history], indent=1))
-    tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info["val_fpr"], "best_epoch": result.best_epoch,
+    tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"], "best_epoch": result.best_epoch,
                          "train_seconds": result.seconds})
     tracker.log_artifact(out / "model.safetensors", "model")
     tracker.log_artifact(out / "model.json", "model")
@@ -133,16 +106,16 @@ def load_labelled_folders(normal_dir: str, anomaly_dir: str, size: int) -> Split
     parts = []
     for label, folder in ((0, normal_dir), (1, anomaly_dir)):
         arr, _, _ = load_folder(folder, size)
-        parts.append(Split(torch.from_numpy(arr), torch.full((len(arr),), label, dtype=torch.int64)))
+        parts.append(Split(as_nchw(arr), torch.full((len(arr),), label, dtype=torch.int64)))
     return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
 
 
-def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_dir: str | None = None,
+def evaluate_detector(det: AnomalyVAE, out: Path, test: Split | None = None, data_dir: str | None = None,
                       tracker: Tracker | None = None, model_dir: Path | None = None) -> dict[str, Any]:
     """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split)."""
     from . import metrics, plots  # here, not at the top: sklearn's import took 3.5 s of `train`'s start-up
 
-    cfg = det.config
+    cfg = det.config_
     if test is not None:
         y_true = test.labels.numpy().astype(bool)  # folders: 1 = anomaly
         names = ["normal", "anomaly"]
@@ -150,12 +123,12 @@ def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_
         raise DataError("a folder-trained model has no test split; pass --normal-dir and --anomaly-dir")
     else:
         test = load_test(cfg.dataset, Path(data_dir) if data_dir else cfg.resolved_data_dir(), cfg.image_size)
-        y_true = ~np.isin(test.labels.numpy(), det.info["normal_classes"])
+        y_true = ~np.isin(test.labels.numpy(), det.info_["normal_classes"])
         names = CLASS_NAMES[cfg.dataset]
     if y_true.all() or not y_true.any():
         raise DataError("the test set needs both normal and anomalous images to be evaluated")
     out.mkdir(parents=True, exist_ok=True)
-    scores = det.score_samples(test.images, which=ALL_SCORES)
+    scores = det.anomaly_scores(test.images, which=available(cfg.input_kind))
     main = scores[det.score_]
     result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
                               **metrics.at_threshold(y_true, main, det.threshold_)}
@@ -167,13 +140,13 @@ def evaluate_detector(det: Detector, out: Path, test: Split | None = None, data_
     artifacts = plots.curves(y_true, scores, out, det.score_)
     artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
     order = np.argsort(-main)  # the most anomalous test images first
-    artifacts.append(plots.reconstruction_grid(det.model, test.images[torch.from_numpy(order[:16].copy())], out))
+    artifacts.append(plots.reconstruction_grid(det.model_, test.images[torch.from_numpy(order[:16].copy())], out))
     artifacts.append(report.write(out, result, det, test.images, test.labels.numpy(), main, artifacts[:3], names=names))
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     if tracker is not None:
         tracker.start(run_name=f"evaluate-{model_dir.name if model_dir else 'model'}",
                       tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
-                            "anomalyvae.train_run_id": det.info.get("mlflow_run_id") or ""})
+                            "anomalyvae.train_run_id": det.info_.get("mlflow_run_id") or ""})
         tracker.log_params({"model_dir": model_dir, "score": det.score_, "dataset": cfg.dataset,
                             "normal": cfg.normal, "arch": cfg.arch, "threshold": det.threshold_})
         flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}

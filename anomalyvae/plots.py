@@ -64,11 +64,10 @@ def reconstruction_grid(model, images: torch.Tensor, out: Path, n: int = 16) -> 
     """Top row: inputs; bottom row: their reconstructions at z = mu."""
     from torchvision.utils import save_image
 
-    from . import device
-    from .model import to_input
+    from .scoring import reconstruct
 
-    x = to_input(images[:n], device.of(model))
-    mu, _ = model.encode(x)
+    recs, _ = reconstruct(model, images[:n])
+    x = model.prepare(images[:n]).cpu()
     path = out / "reconstructions.png"
-    save_image(torch.cat([x, torch.sigmoid(model.decode(mu))]).cpu(), path, nrow=len(x), padding=2, pad_value=0.5)
+    save_image(torch.cat([x, recs]), path, nrow=len(x), padding=2, pad_value=0.5)
     return path

@@ -44,27 +44,27 @@ def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: 
           figures: list[Path], top: int = 16, names: list[str] | None = None) -> Path:
     """Write out/report.html: headline numbers, curves and histograms (the PNGs in `figures`), per-class
     table and the `top` most anomalous test images beside their reconstructions and per-pixel error maps."""
-    cfg = det.config
+    cfg = det.config_
     order = np.argsort(-scores)[:top]
-    recs, errs = heatmaps.pixel_errors(det.model, images[torch.from_numpy(order.copy())])
+    recs, errs = heatmaps.pixel_errors(det.model_, images[torch.from_numpy(order.copy())])
     tiles = []
     for rank, (i, rec, err) in enumerate(zip(order, recs, errs), 1):
         label = int(labels[i])
         name = names[label] if names and 0 <= label < len(names) else str(label)
         flag = "anomaly" if scores[i] > det.threshold_ else "normal"
-        tiles.append(f"<figure>{_img(heatmaps.png_bytes(heatmaps.panel(images[i].numpy(), rec, err)), f'test image {i}')}"
+        tiles.append(f"<figure>{_img(heatmaps.png_bytes(heatmaps.panel(heatmaps.as_display(images[i:i + 1])[0].numpy(), rec, err)), f'test image {i}')}"
                      f"<figcaption>#{rank}: test image {i}, class {html.escape(name)}, {det.score_} "
                      f"{scores[i]:.2f}, flagged {flag}</figcaption></figure>")
     kpis = [("AUROC", result["auroc"]), ("AUPRC", result["auprc"]), ("threshold", result["threshold"]),
             ("FPR on test normals", result["fpr"]), ("target FPR", cfg.fpr),
-            ("FPR on held-out normals", det.info.get("val_fpr", float("nan"))),
+            ("FPR on held-out normals", det.info_.get("val_fpr", float("nan"))),
             ("precision", result["precision"]), ("recall", result["recall"]), ("F1", result["f1"])]
     score_rows = [[k + (" (default)" if k == result["score"] else ""), v["auroc"], v["auprc"]]
                   for k, v in result["scores"].items()]
     class_rows = [[r["class"], "anomaly" if r["anomaly"] else "normal", r["n"], r["mean_score"], r.get("auroc", "")]
                   for r in result["per_class"]]
     figs = "".join(_img(Path(f).read_bytes(), Path(f).stem) for f in figures)
-    normal = ", ".join(map(str, det.info.get("normal_classes", []))) or "folder"
+    normal = ", ".join(map(str, det.info_.get("normal_classes", []))) or "folder"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>anomalyvae evaluation: AUROC {result['auroc']:.4f}</title>
 <style>{CSS}</style></head><body>

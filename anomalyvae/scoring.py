@@ -1,6 +1,7 @@
-"""Per-sample anomaly scores (higher = more anomalous), all deterministic for a given input and model.
+"""Computing the scores named in `scores.py` (higher = more anomalous), all deterministic per input and model.
 
-- recon:    -log p(x | z=mu), the Bernoulli reconstruction error at the posterior mean, in nats.
+- recon:    -log p(x | z=mu), the reconstruction error at the posterior mean, in nats (Bernoulli for
+            images, Gaussian for feature vectors).
 - elbo:     recon + KL(q(z|x) || N(0, I)): the negative ELBO evaluated at z = mu (no sampling noise).
 - iwae:     the importance-weighted bound (Burda et al. 2016) with K samples; the K noise vectors are
             drawn once from a fixed seed and shared by every input, so a score never depends on its batch.
@@ -15,7 +16,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,11 +27,11 @@ import torch.nn.functional as F
 
 from . import device
 from .config import Config
-from .model import kl_divergence, reconstruction_nll, to_input
+from .errors import AnomalyVAEError
+from .model import as_float, kl_divergence
 from .runtime import autocast, resolve_precision
+from .scores import SCORES
 
-ALL_SCORES = ("recon", "elbo", "iwae", "blur", "latent", "knn", "combined")
-CHEAP_SCORES = ("recon", "elbo", "blur", "latent", "knn", "combined")  # one encode + one decode per image
 _IWAE_SEED = 1234
 
 
@@ -43,16 +46,19 @@ class ScoreState:
     mean: dict[str, float] = field(default_factory=dict)  # per score, on held-out normal data
     std: dict[str, float] = field(default_factory=dict)
 
-    def to(self, device: torch.device) -> "ScoreState":
-        """A copy whose tensors live on `device`, for scoring on the model's device."""
-        move = lambda t: None if t is None else t.to(device)
-        return ScoreState(move(self.gmm_log_weights), move(self.gmm_means), move(self.gmm_prec_chol),
-                          move(self.codes), self.mean, self.std)
+    TENSORS = ("gmm_log_weights", "gmm_means", "gmm_prec_chol", "codes")
+
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "ScoreState":
+        """A copy whose tensors live on `device` (as `dtype`), for scoring on the model's device."""
+        moved = {k: None if getattr(self, k) is None else getattr(self, k).to(device, dtype) for k in self.TENSORS}
+        return ScoreState(**moved, mean=self.mean, std=self.std)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        out = {"gmm_log_weights": self.gmm_log_weights, "gmm_means": self.gmm_means,
-               "gmm_prec_chol": self.gmm_prec_chol, "codes": self.codes}
-        return {k: v.contiguous() for k, v in out.items() if v is not None}
+        return {k: getattr(self, k).contiguous() for k in self.TENSORS if getattr(self, k) is not None}
+
+    def has(self, need: str) -> bool:
+        return {"mixture": self.gmm_means is not None, "codes": self.codes is not None,
+                "normalisation": bool(self.mean)}[need]
 
 
 def fit_latent(mu: torch.Tensor, components: int, seed: int) -> ScoreState:
@@ -60,7 +66,7 @@ def fit_latent(mu: torch.Tensor, components: int, seed: int) -> ScoreState:
     from sklearn.mixture import GaussianMixture
 
     x = mu.double().numpy()
-    if len(x) > 20000:  # the mixture's fit is quadratic in nothing but linear in N; 20k codes are plenty
+    if len(x) > 20000:  # 20k codes are plenty for a 10-component mixture, and the fit is linear in N
         x = x[np.random.default_rng(seed).choice(len(x), 20000, replace=False)]
     k = max(1, min(components, len(x) // 2))
     gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed, max_iter=200).fit(x)
@@ -82,20 +88,6 @@ def latent_nll(mu: torch.Tensor, state: ScoreState) -> torch.Tensor:
     return -torch.logsumexp(log_prob + state.gmm_log_weights, dim=1)
 
 
-def iwae_nll(model, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int) -> torch.Tensor:
-    """-log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), with z_k = mu + sigma * eps_k and shared eps."""
-    eps = torch.randn(k, mu.shape[1], generator=torch.Generator().manual_seed(_IWAE_SEED)).to(mu.device)
-    std = torch.exp(0.5 * logvar)
-    log_w = []
-    for e in eps:
-        z = mu + std * e
-        log_px = -reconstruction_nll(model.decode(z), x)
-        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
-        log_qz = -0.5 * (e.pow(2) + math.log(2 * math.pi)).sum() - 0.5 * logvar.sum(1)
-        log_w.append(log_px + log_pz - log_qz)
-    return -(torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k))
-
-
 def knn_distance(mu: torch.Tensor, codes: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
     """Mean Euclidean distance to the k nearest codes, in chunks so the distance matrix stays small."""
     k = min(k, len(codes))
@@ -103,65 +95,133 @@ def knn_distance(mu: torch.Tensor, codes: torch.Tensor, k: int, chunk: int = 256
                       for s in range(0, len(mu), chunk)])
 
 
-def blur_error(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    return (F.avg_pool2d(x - probs, 5, stride=1, padding=2, count_include_pad=False)).pow(2).flatten(1).sum(1)
+@dataclass
+class Pass:
+    """One encoder and decoder pass over a batch: what every score is computed from."""
+
+    model: torch.nn.Module
+    x: torch.Tensor  # the prepared input
+    out: torch.Tensor  # the decoder's output at z = mu
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    state: ScoreState
+    cfg: Config
+    precision: str
+    done: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def get(self, name: str) -> torch.Tensor:
+        if name not in self.done:
+            self.done[name] = COMPUTE[name](self)
+        return self.done[name]
 
 
-def combine(scores: dict[str, torch.Tensor], state: ScoreState, parts: list[str]) -> torch.Tensor:
-    return sum((scores[c] - state.mean[c]) / state.std[c] for c in parts)
+def _iwae(p: Pass) -> torch.Tensor:
+    """-log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), with z_k = mu + sigma * eps_k and shared eps."""
+    k = p.cfg.iwae_samples
+    eps = torch.randn(k, p.mu.shape[1], generator=torch.Generator().manual_seed(_IWAE_SEED)).to(p.mu)
+    std = torch.exp(0.5 * p.logvar)
+    log_w = []
+    with autocast(p.precision, p.mu.device):
+        for e in eps:
+            z = p.mu + std * e
+            log_px = -p.model.nll(p.model.decode(z), p.x)
+            log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+            log_qz = -0.5 * (e.pow(2) + math.log(2 * math.pi)).sum() - 0.5 * p.logvar.sum(1)
+            log_w.append(log_px + log_pz - log_qz)
+    return as_float(-(torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)))
 
 
-def needed(which, cfg: Config) -> set[str]:
-    """The scores to compute: those asked for plus the components 'combined' sums."""
-    return set(which) | (set(cfg.combine_parts()) if "combined" in which else set())
+def _blur(p: Pass) -> torch.Tensor:
+    diff = p.x - p.model.mean(p.out)
+    return F.avg_pool2d(diff, 5, stride=1, padding=2, count_include_pad=False).pow(2).flatten(1).sum(1)
+
+
+def _combined(p: Pass) -> torch.Tensor:
+    st = p.state
+    return sum((p.get(c) - st.mean[c]) / st.std[c] for c in p.cfg.combine_parts())
+
+
+COMPUTE: dict[str, Callable[[Pass], torch.Tensor]] = {
+    "recon": lambda p: p.model.nll(p.out, p.x),
+    "elbo": lambda p: p.get("recon") + kl_divergence(p.mu, p.logvar),
+    "iwae": _iwae,
+    "blur": _blur,
+    "latent": lambda p: latent_nll(p.mu, p.state),
+    "knn": lambda p: knn_distance(p.mu, p.state.codes, p.cfg.knn_k),
+    "combined": _combined,
+}
+assert set(COMPUTE) == set(SCORES), "scoring.COMPUTE and scores.SCORES must name the same scores"
+
+
+def check_computable(which, state: ScoreState, cfg: Config) -> None:
+    """A score whose fitted state is missing is an error, never silently left out."""
+    from .scores import check
+
+    check(which, cfg.input_kind)
+    for name in which:
+        parts = cfg.combine_parts() if name == "combined" else []
+        for n in [name, *parts]:
+            missing = [need for need in SCORES[n].needs if not state.has(need)]
+            if missing:
+                raise AnomalyVAEError(f"score {n!r} cannot be computed: the model has no fitted {missing[0]}; "
+                                      "re-fit it (or choose another score)")
 
 
 @torch.inference_mode()
-def score_batch(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES,
-                precision: str = "float32"):
-    """Scores of one batch of uint8 images (N, H, W) as float tensors on the model's device, keyed by score
-    name; `state` must be on that device too (ScoreState.to).
-
-    Under "bfloat16" only the network runs in bfloat16; every score is computed in float32.
-    """
-    need = needed(which, cfg)
-    dev = device.of(model)
-    x = to_input(images, dev)
-    with autocast(precision, dev):
+def score_batch(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which, precision: str = "float32"):
+    """Scores of one batch of raw inputs as float tensors on the model's device, keyed by score name;
+    `state` must be on that device too (ScoreState.to). Under "bfloat16" only the network runs in bfloat16."""
+    x = model.prepare(raw)
+    with autocast(precision, x.device):
         mu, logvar = model.encode(x)
-        mu, logvar = mu.float(), logvar.float()
-        logits = model.decode(mu).float()
-    out: dict[str, torch.Tensor] = {}
-    out["recon"] = reconstruction_nll(logits, x)
-    out["elbo"] = out["recon"] + kl_divergence(mu, logvar)
-    if "blur" in need:
-        out["blur"] = blur_error(x, torch.sigmoid(logits))
-    if "latent" in need and state.gmm_means is not None:
-        out["latent"] = latent_nll(mu, state)
-    if "knn" in need and state.codes is not None:
-        out["knn"] = knn_distance(mu, state.codes, cfg.knn_k)
-    if "iwae" in need:
-        with autocast(precision, dev):
-            out["iwae"] = iwae_nll(model, x, mu, logvar, cfg.iwae_samples).float()
-    if "combined" in need and state.mean:
-        out["combined"] = combine(out, state, cfg.combine_parts())
-    return {k: v for k, v in out.items() if k in which}
+        mu, logvar = as_float(mu), as_float(logvar)
+        out = as_float(model.decode(mu))
+    p = Pass(model, x, out, mu, logvar, state, cfg, precision)
+    return {name: as_float(p.get(name)) for name in which}
 
 
-def score_images(model, images: torch.Tensor, state: ScoreState, cfg: Config, which=ALL_SCORES,
+def batches(n: int, size: int) -> Iterator[slice]:
+    """The one batching loop: consecutive slices of at most `size` items, so memory stays flat."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def score_inputs(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which,
                  batch_size: int = 1024) -> dict[str, np.ndarray]:
-    """Scores of many uint8 images, batched so memory stays flat; returns float64 numpy arrays.
-
-    The network runs at Config.precision ('auto': bfloat16 where the CPU has it natively, see runtime.py).
-    """
+    """Scores of many prepared-to-be inputs (uint8/float images or features), as float64 numpy arrays."""
+    check_computable(which, state, cfg)
     model.eval()
     precision = resolve_precision(cfg.precision, "score")
-    state = state.to(device.of(model))
-    parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(images), batch_size):
-        for k, v in score_batch(model, images[start:start + batch_size], state, cfg, which, precision).items():
-            parts.setdefault(k, []).append(v.cpu())
+    if cfg.input_kind == "features":
+        # float64: small MLPs cost little, and float32 matmuls round differently with the batch's size, so a
+        # sample's score would depend on what it was scored with (scikit-learn checks that it does not)
+        model, precision = copy.deepcopy(model).double(), "float32"
+    state = state.to(device.of(model), next(model.parameters()).dtype)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in which}
+    for sl in batches(len(raw), batch_size):
+        for k, v in score_batch(model, raw[sl], state, cfg, which, precision).items():
+            parts[k].append(v.cpu())
     return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
+
+
+@torch.inference_mode()
+def encode_mu(model, raw: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Posterior means of many inputs, on the CPU."""
+    model.eval()
+    return torch.cat([model.encode(model.prepare(raw[sl]))[0].float().cpu() for sl in batches(len(raw), batch_size)])
+
+
+@torch.inference_mode()
+def reconstruct(model, raw: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstructions E[x | z = mu] and per-element -log p(x_i | z = mu), on the CPU: what heat maps draw."""
+    model.eval()
+    recs, errs = [], []
+    for sl in batches(len(raw), batch_size):
+        x = model.prepare(raw[sl])
+        out = model.decode(model.encode(x)[0])
+        recs.append(model.mean(out).float().cpu())
+        errs.append(model.nll_terms(out, x).cpu())
+    return torch.cat(recs), torch.cat(errs)
 
 
 def fit_normalisation(state: ScoreState, scores: dict[str, np.ndarray]) -> None:

@@ -16,9 +16,10 @@ from . import device, distributed
 from .config import Config
 from .data import Split
 from .errors import AnomalyVAEError
-from .model import build_model, elbo_terms, to_input
+from .model import elbo_terms
 from .modeldir import CHECKPOINT_FILE, read_tensors, write_tensors
 from .runtime import autocast, resolve_precision, set_threads
+from .scoring import batches
 
 _VAL_SEED = 4321  # the same noise every epoch, so validation losses compare across epochs
 
@@ -85,13 +86,12 @@ class StopSignals:
 
 @torch.no_grad()
 def evaluate_loss(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[float, float, float]:
-    """Mean negative ELBO, reconstruction and KL per image, with fixed noise."""
+    """Mean negative ELBO, reconstruction and KL per input, with fixed noise."""
     model.eval()
-    dev = device.of(model)
     gen = torch.Generator().manual_seed(_VAL_SEED)  # on the CPU: the same noise on every device
-    tot = torch.zeros(2, dtype=torch.float64, device=dev)
-    for s in range(0, len(images), batch_size):
-        rec, kl = elbo_terms(model, to_input(images[s:s + batch_size], dev), gen)
+    tot = torch.zeros(2, dtype=torch.float64, device=device.of(model))
+    for sl in batches(len(images), batch_size):
+        rec, kl = elbo_terms(model, model.prepare(images[sl]), gen)
         tot += torch.stack([rec.sum(), kl.sum()]).double()
     rec, kl = (tot / max(1, len(images))).tolist()
     return rec + kl, rec, kl
@@ -129,11 +129,11 @@ def _load_checkpoint(path: Path, model, best, opt, gen: torch.Generator) -> _Sta
     return _State(**meta["state"])
 
 
-def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
+def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path | None = None, resume: bool = False,
         on_step: Callable[[int, int, int, float], None] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
         run_id: str | None = None) -> FitResult:
-    """Train a VAE on normal images; checkpoint to `out` after each epoch when given.
+    """Train the (freshly built) VAE on normal inputs; checkpoint to `out` after each epoch when given.
 
     `run_id`, the MLflow run, is stored in the checkpoint so that --resume continues the same run.
     """
@@ -141,8 +141,8 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
     set_threads(cfg.threads)
     dev = device.resolve(cfg.device)
     precision = resolve_precision(cfg.precision, "train")
-    model = build_model(cfg).to(dev)
-    step = distributed.wrap(model, dev)  # (recon, kl) per sample; DDP-averaged gradients under torchrun
+    model = model.to(dev)
+    step = distributed.wrap(model, dev)  # the model, or its gradient-averaging DDP wrapper under torchrun
     best = copy.deepcopy(model)
     # fused: one kernel for all parameters; the per-tensor ops of the default took 39% of a step (profiled)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
@@ -168,9 +168,9 @@ def fit(cfg: Config, train: Split, val: Split, out: Path | None = None, resume: 
             sums = [0.0, 0.0]
             for i in range(steps):
                 # index_select on rows: 13 us a batch here, where fancy indexing of (N, H, W) took 150 us
-                x = to_input(flat.index_select(0, order[i * cfg.batch_size:(i + 1) * cfg.batch_size]).view(-1, *shape))
+                x = model.prepare(flat.index_select(0, order[i * cfg.batch_size:(i + 1) * cfg.batch_size]).view(-1, *shape))
                 with autocast(precision, dev):
-                    rec, kl = step(x)
+                    rec, kl = elbo_terms(model, x, step=step)
                 rec, kl = rec.sum(), kl.sum()
                 loss = (rec + beta * kl) / len(x)
                 # one tensor -> Python transfer per step instead of a check, a stack and an accumulate

@@ -59,7 +59,7 @@ def _device(device: Optional[str]) -> str:
 
 
 def _model_dir(model: Optional[Path]) -> Path:
-    from anomalyvae.detector import latest_model
+    from anomalyvae.modeldir import latest_model
 
     return model if model is not None else latest_model()
 
@@ -120,7 +120,7 @@ def train(
                                         log=_warn)
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
-    info = det.info
+    info = det.info_
     console.print(f"trained {cfg.arch} on {info['n_train']} images in {info['train_seconds']:.1f}s "
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
                   f"'{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} held-out normal images",
@@ -150,20 +150,20 @@ def evaluate(
 
     from rich.table import Table
 
-    from anomalyvae.detector import Detector
     from anomalyvae.errors import AnomalyVAEError
+    from anomalyvae.estimator import AnomalyVAE
     from anomalyvae.modeldir import atomic_write_bytes
     from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
 
     device = _device(device)
     model_dir = _model_dir(model)
-    det = Detector.load(model_dir, device)
+    det = AnomalyVAE.load(model_dir, device)
     test = None
     if (normal_dir is None) != (anomaly_dir is None):
         raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
     if normal_dir is not None:
-        test = load_labelled_folders(normal_dir, anomaly_dir, det.config.image_size)
-    tracker = _tracker(det.config.experiment, tracking_uri or det.config.tracking_uri, no_tracking)
+        test = load_labelled_folders(normal_dir, anomaly_dir, det.config_.image_size)
+    tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
     res = evaluate_detector(det, out or model_dir / "evaluation", test=test, data_dir=data_dir, tracker=tracker,
                             model_dir=model_dir)
     if metrics_out is not None:
@@ -200,13 +200,13 @@ def score(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from anomalyvae.detector import Detector
     from anomalyvae.errors import DataError
+    from anomalyvae.estimator import AnomalyVAE
     from anomalyvae.inference import score_paths
     from anomalyvae.mlflow_model import load_detector
 
     device = _device(device)
-    det = load_detector(model, tracking_uri, device) if model is not None else Detector.load(_model_dir(None), device)
+    det = load_detector(model, tracking_uri, device) if model is not None else AnomalyVAE.load(_model_dir(None), device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("score", total=None)

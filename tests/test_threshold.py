@@ -27,3 +27,17 @@ def test_flag_rule_is_strictly_greater():
 def test_bad_calibration_input_is_an_error(scores, fpr):
     with pytest.raises(AnomalyVAEError):
         calibrate(np.array(scores), fpr)
+
+
+def test_no_calibration_score_sits_on_the_threshold():
+    s = np.random.default_rng(2).normal(size=101)
+    t = calibrate(s, 0.1)
+    assert not np.any(s == t)
+    assert realized_fpr(s, t) == realized_fpr(s, float(np.quantile(s, 0.9, method="higher")))
+
+
+@pytest.mark.parametrize("scores", [[1.0, 2.0], [3.0], [0.0, 0.0, 5.0]])
+def test_the_largest_calibration_score_is_not_on_the_threshold_either(scores):
+    s = np.array(scores)
+    t = calibrate(s, 0.05)
+    assert realized_fpr(s, t) == 0.0 and t > s.max()

@@ -1,0 +1,330 @@
+"""`AnomalyVAE`: the detector as a scikit-learn outlier detector, and the one place that fits and scores.
+
+The contract is IsolationForest's: hyper-parameters in `__init__` only, `fit(X)` returns self, learned state
+ends in `_`, `score_samples` is higher = more normal, `decision_function = score_samples - offset_` is
+negative for outliers, `predict` gives +1 (inlier) / -1 (outlier). PyOD's `decision_function` has the opposite
+sign and its `predict` gives 1 for outliers: PyOD's `decision_function(X)` is `-score_samples(X)` here, and
+its labels are `predict(X) == -1`. `anomaly_scores(X)` gives every named score, higher = more anomalous.
+
+The CLI, the MLflow model and the benchmarks use this class: `fit_splits` is what `fit(X)` and
+`anomalyvae train` both call, `anomaly_scores` what every scorer calls, `save`/`load` the model directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import __version__, inputs
+from .config import Config, auto_epochs, update
+from .data import Split
+from .errors import AnomalyVAEError, ModelDirError, TrainingDiverged
+from .model import build_model
+from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
+from .scores import SCORES, available
+from .scoring import ScoreState, encode_mu, fit_latent, fit_normalisation, score_inputs
+from .threshold import calibrate, realized_fpr
+
+# the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
+# two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
+CONFIG_PARAMS = ("input_kind", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
+                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "val_fraction", "combine",
+                 "knn_k", "latent_components", "iwae_samples", "fpr", "contamination", "device", "threads",
+                 "precision")
+RENAMED = {"anomaly_score": "score", "random_state": "seed"}
+
+PREPROCESSING = {
+    "images": "uint8 pixels / 255 (float images in [0, 1] as they are), shape (channels, image_size, image_size); "
+              "files: decoded with Pillow, converted to the model's channels, resized to image_size (images.py)",
+    "features": "(x - mean) / scale with the training data's mean and standard deviation (floored at 1e-3 of "
+                "the mean scale, so a near-constant feature cannot blow up a score)",
+}
+
+
+class AnomalyVAE(OutlierMixin, BaseEstimator):
+    """Anomaly detection by variational-autoencoder reconstruction, with scikit-learn's outlier-detector API.
+
+    Parameters
+    ----------
+    input_kind : {"auto", "images", "features"}
+        How X is read (anomalyvae/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images.
+    arch : {"auto", "conv", "mlp"}
+        auto: a convolutional VAE for images (depth follows the image size), an MLP for feature vectors.
+    image_size, channels : int or None
+        Images are resized to image_size x image_size and converted to 1 or 3 channels; None keeps X's.
+    epochs : int or None
+        None: about 2,300 optimiser steps (6 epochs on 54k images, at most 30).
+    anomaly_score : str
+        The score `score_samples`, `decision_function` and `predict` use (see `anomalyvae.scores.SCORES`);
+        Config's `score` (scikit-learn reserves the name `score` for a method).
+    fpr : float
+        Target false-positive rate: the threshold is set on the held-out `val_fraction` of X.
+    contamination : float in (0, 0.5] or None
+        scikit-learn's meaning: the fraction of X to flag, threshold set on the scores of all of X; None uses fpr.
+    random_state : int, RandomState or None
+        Seeds the split, the initial weights and the training order.
+    The other parameters are the `Config` fields of the same name (anomalyvae/config.py).
+
+    Attributes
+    ----------
+    config_ : Config, the resolved configuration; model_ : the VAE; state_ : ScoreState (latent mixture,
+    normal codes, score statistics); threshold_ : float, on the anomaly score; offset_ : float (= -threshold_);
+    score_ : str; input_shape_ : tuple, one sample's shape; n_features_in_ : int (pixels x channels for images);
+    history_ : list of per-epoch losses; info_ : dict (sizes, timings, validation FPR).
+    """
+
+    def __init__(self, *, input_kind="auto", arch=Config.arch, latent_dim=None, hidden=Config.hidden,
+                 width=Config.width, conv_hidden=Config.conv_hidden, image_size=None, channels=None, epochs=None,
+                 batch_size=Config.batch_size, lr=Config.lr, patience=Config.patience,
+                 kl_warmup_epochs=Config.kl_warmup_epochs, val_fraction=Config.val_fraction, anomaly_score=Config.score,
+                 combine=None, knn_k=Config.knn_k, latent_components=Config.latent_components,
+                 iwae_samples=Config.iwae_samples, fpr=Config.fpr, contamination=None, random_state=None,
+                 device=Config.device, threads=None, precision=Config.precision):
+        self.input_kind = input_kind
+        self.arch = arch
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.width = width
+        self.conv_hidden = conv_hidden
+        self.image_size = image_size
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.patience = patience
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.val_fraction = val_fraction
+        self.anomaly_score = anomaly_score
+        self.combine = combine
+        self.knn_k = knn_k
+        self.latent_components = latent_components
+        self.iwae_samples = iwae_samples
+        self.fpr = fpr
+        self.contamination = contamination
+        self.random_state = random_state
+        self.device = device
+        self.threads = threads
+        self.precision = precision
+
+    # -- construction from a Config (the CLI's path) ---------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: Config) -> "AnomalyVAE":
+        return cls(**{p: getattr(cfg, p) for p in CONFIG_PARAMS}, anomaly_score=cfg.score, random_state=cfg.seed)
+
+    def _config(self, kind: str, shape: tuple[int, ...], base: Config | None = None) -> Config:
+        seed = self.random_state
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            seed = int(check_random_state(seed).randint(2 ** 31 - 1))
+        values = {p: getattr(self, p) for p in CONFIG_PARAMS}
+        values.update(input_kind=kind, seed=int(seed), score=self.anomaly_score)
+        if kind == "images":
+            values.update(image_size=shape[-1], channels=shape[0])
+        else:
+            values.update(image_size=Config.image_size, channels=None)  # no pixel grid: the fields do not apply
+        try:
+            cfg = dataclasses.replace(base or Config(), **values)
+            return cfg.validate()
+        except (TypeError, AnomalyVAEError) as e:
+            raise inputs.InputError(f"invalid AnomalyVAE parameter: {e}") from None
+
+    # -- reading X -------------------------------------------------------------------------------------
+    def _read(self, X: Any, reset: bool) -> torch.Tensor:
+        """X under the documented rule (inputs.py) as a tensor, converted to the fitted model's form."""
+        if reset:
+            kind = inputs.kind_of(X, self.input_kind)
+        else:
+            kind = self.config_.input_kind
+        if kind == "features":
+            arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+            return torch.from_numpy(np.array(arr, dtype=np.float32))
+        images = inputs.to_images(X, None if reset else self.input_shape_)
+        if reset:
+            if self.channels is not None:
+                images, _ = inputs.match_channels(images, self.channels)
+            h, w = images.shape[-2:]
+            if self.image_size is None and h != w:
+                raise inputs.InputError(f"images are {h}x{w}, not square; pass image_size=N to resize them to NxN")
+        else:
+            images, note = inputs.match_channels(images, self.input_shape_[0])
+            if note and not getattr(self, "_channel_note_given", False):
+                import warnings
+
+                warnings.warn(note, UserWarning, stacklevel=3)
+                self._channel_note_given = True
+        return inputs.resize(images, self.image_size or images.shape[-1]) if reset else \
+            inputs.resize(images, self.input_shape_[-1])
+
+    # -- fitting -----------------------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Fit on normal data X (y is ignored; it is here for Pipeline compatibility). Returns self."""
+        if hasattr(self, "_channel_note_given"):
+            del self._channel_note_given
+        data = self._read(X, reset=True)
+        n = len(data)
+        if n < 2:
+            raise inputs.InputError(f"got {n} sample; AnomalyVAE needs n_samples >= 2 (one to train, one held out)")
+        kind = "features" if data.ndim == 2 else "images"
+        cfg = self._config(kind, tuple(data.shape[1:]))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+        n_val = min(n - 1, max(1, int(round(n * cfg.val_fraction))))
+        labels = torch.full((n,), -1, dtype=torch.int64)
+        train, val = Split(data[order[n_val:]], labels[n_val:]), Split(data[order[:n_val]], labels[:n_val])
+        result = self.fit_splits(cfg, train, val)
+        if result.stopped_by:
+            raise KeyboardInterrupt(f"fit stopped by {result.stopped_by}")
+        if result.diverged:
+            raise TrainingDiverged(f"{result.diverged}; lower lr")
+        if cfg.contamination is not None:  # scikit-learn's meaning: flag that fraction of X itself
+            s = self.anomaly_scores(data, which=[cfg.score], _prepared=True)[cfg.score]
+            self.threshold_ = float(np.percentile(s, 100.0 * (1.0 - cfg.contamination)))
+            self.offset_ = -self.threshold_
+        return self
+
+    def fit_splits(self, cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
+                   on_step: Callable | None = None, on_epoch: Callable | None = None, run_id: str | None = None,
+                   info: dict[str, Any] | None = None):
+        """Fit network, latent model, normalisation and threshold on prepared splits; returns train.FitResult.
+
+        `train` is normal data for the network and the latent model, `val` held-out normal data for early
+        stopping, the score statistics and the threshold. Used by `fit(X)` and by `anomalyvae train`.
+        """
+        from . import distributed
+        from .train import fit as fit_network
+
+        if cfg.epochs is None:
+            cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
+        shape = tuple(train.images.shape[1:])
+        torch.manual_seed(cfg.seed)  # the initial weights
+        model = build_model(cfg, shape)
+        if cfg.input_kind == "features":
+            x = train.images.double()
+            std = x.std(0, unbiased=False)
+            model.x_mean.copy_(x.mean(0).float())
+            model.x_std.copy_(std.clamp_min(max(1e-3 * float(std.mean()), 1e-6)).float())
+        result = fit_network(distributed.local_config(cfg), model, distributed.shard(train), val, out=out,
+                             resume=resume, on_step=on_step, on_epoch=on_epoch, run_id=run_id)
+        distributed.finish()
+        if not result.history or not distributed.is_main():
+            return result
+        self.config_, self.model_, self.input_shape_ = cfg, result.model.eval(), shape
+        self.score_, self.n_features_in_ = cfg.score, int(math.prod(shape))
+        self.history_ = [dataclasses.asdict(h) for h in result.history]
+        self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
+        components = [s for s in available(cfg.input_kind) if s != "combined"]
+        val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
+        fit_normalisation(self.state_, val_scores)
+        main = score_inputs(self.model_, val.images, self.state_, cfg, [cfg.score])[cfg.score]
+        self.threshold_ = calibrate(main, cfg.fpr)
+        self.offset_ = -self.threshold_
+        self.info_ = {**(info or {}), "n_train": len(train), "n_val": len(val), "best_epoch": result.best_epoch,
+                      "epochs_run": len(result.history), "train_seconds": round(result.seconds, 2),
+                      "best_val_loss": min(h.val_loss for h in result.history),
+                      "val_fpr": realized_fpr(main, self.threshold_)}
+        return result
+
+    # -- scoring -----------------------------------------------------------------------------------------
+    def default_scores(self) -> tuple[str, ...]:
+        """What `anomaly_scores` returns unless told: every cheap score of the input kind, and the model's own."""
+        check_is_fitted(self)
+        cheap = [s for s in available(self.config_.input_kind) if SCORES[s].cheap]
+        return tuple(dict.fromkeys([*cheap, self.score_]))
+
+    def anomaly_scores(self, X, which=None, _prepared: bool = False) -> dict[str, np.ndarray]:
+        """Every named score (or those in `which`) as float64 arrays; higher = more anomalous."""
+        check_is_fitted(self)
+        data = X if _prepared else self._read(X, reset=False)
+        which = list(which) if which is not None else list(self.default_scores())
+        return score_inputs(self.model_, data, self.state_, self.config_, which)
+
+    def score_samples(self, X) -> np.ndarray:
+        """The default score, negated: higher = more normal (scikit-learn's convention)."""
+        check_is_fitted(self)
+        return -self.anomaly_scores(X, which=[self.score_])[self.score_]
+
+    def decision_function(self, X) -> np.ndarray:
+        """score_samples - offset_: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for inliers, -1 for outliers (default score above the calibrated threshold)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    # -- the model directory -------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        check_is_fitted(self)
+        meta = {
+            "anomalyvae_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": self.config_.to_dict(),
+            "input_shape": list(self.input_shape_),
+            "preprocessing": PREPROCESSING[self.config_.input_kind],
+            "score": self.score_,
+            "threshold": self.threshold_,
+            "score_mean": self.state_.mean,
+            "score_std": self.state_.std,
+            "info": self.info_,
+        }
+        if hasattr(self, "feature_names_in_"):
+            meta["feature_names"] = [str(f) for f in self.feature_names_in_]
+        return meta
+
+    def save(self, out: str | Path) -> Path:
+        """Write model.safetensors (authoritative) and model.json (a readable copy) into `out`."""
+        out = Path(out)
+        meta = self.metadata()
+        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        tensors.update({f"score.{k}": v for k, v in self.state_.tensors().items()})
+        write_tensors(out / MODEL_FILE, tensors, meta)
+        atomic_write_bytes(out / "model.json", json.dumps(meta, indent=2).encode())
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "AnomalyVAE":
+        """Read a model directory (or its model.safetensors) as data, never unpickled, onto `device`."""
+        from .device import resolve as resolve_device
+        from .runtime import set_threads
+
+        path = Path(path)
+        if not path.exists():
+            raise ModelDirError(f"model {path} does not exist; train one (anomalyvae train) or pass --model DIR")
+        file = path / MODEL_FILE if path.is_dir() else path
+        tensors, meta = read_tensors(file)
+        try:
+            # where it was trained does not matter: it runs where it is loaded
+            cfg = update(Config(), {**meta["config"], "device": device}, source=f"{file} config").validate()
+            shape = tuple(int(v) for v in meta["input_shape"])
+            model = build_model(cfg, shape)
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+            est = cls.from_config(cfg)
+            est.config_, est.model_, est.input_shape_ = cfg, model.to(resolve_device(device)).eval(), shape
+            est.state_ = ScoreState(**{k: tensors.get(f"score.{k}") for k in ScoreState.TENSORS},
+                                    mean=dict(meta["score_mean"]), std=dict(meta["score_std"]))
+            est.score_, est.threshold_ = cfg.score, float(meta["threshold"])
+            est.offset_, est.info_ = -est.threshold_, dict(meta.get("info", {}))
+            est.n_features_in_, est.history_ = int(math.prod(shape)), []
+            if meta.get("feature_names"):
+                est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+            set_threads(cfg.threads)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelDirError(f"{file}: incomplete model metadata ({e}); re-train the model") from None
+        except RuntimeError as e:  # load_state_dict: missing/unexpected keys or shape mismatch
+            first = str(e).splitlines()
+            raise ModelDirError(f"{file}: weights do not fit a '{meta['config'].get('arch')}' model "
+                                f"({' '.join(first[1:2] or first)[:160].strip()})") from None
+        return est
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

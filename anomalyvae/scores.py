@@ -1,0 +1,55 @@
+"""The one registry of anomaly scores: names, what each needs, help text. Torch-free, so the CLI's help,
+config validation and the MLflow signature read it without importing torch; `scoring.py` computes them.
+
+Every score is higher = more anomalous and deterministic for a given input and model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import AnomalyVAEError
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    name: str
+    help: str
+    needs: tuple[str, ...] = ()  # fitted state beyond the network: "mixture", "codes", "normalisation"
+    image_only: bool = False  # meaningless for feature vectors (needs a pixel grid)
+    cheap: bool = True  # one encoder and one decoder pass per input (iwae takes K decoder passes)
+
+
+SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
+    ScoreInfo("recon", "reconstruction error -log p(x | z = mu), in nats"),
+    ScoreInfo("elbo", "negative ELBO at z = mu: recon + KL(q(z|x) || N(0, I))"),
+    ScoreInfo("iwae", "importance-weighted bound with K fixed noise vectors (Burda et al. 2016)", cheap=False),
+    ScoreInfo("blur", "squared error after a 5x5 box blur of input and reconstruction", image_only=True),
+    ScoreInfo("latent", "-log density of mu under a Gaussian mixture of the normal codes", needs=("mixture",)),
+    ScoreInfo("knn", "mean distance from mu to its k nearest normal codes", needs=("codes",)),
+    ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",
+              needs=("normalisation",)),
+)}
+NAMES: tuple[str, ...] = tuple(SCORES)
+COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n != "combined")
+
+
+def available(input_kind: str) -> tuple[str, ...]:
+    """The scores that exist for 'images' or 'features' input."""
+    return tuple(n for n in NAMES if input_kind == "images" or not SCORES[n].image_only)
+
+
+def check(names, input_kind: str = "images", what: str = "score") -> list[str]:
+    """Validate score names for an input kind; a clear error names the bad one and the choices."""
+    names = list(names)
+    ok = available(input_kind)
+    for n in names:
+        if n not in SCORES:
+            raise AnomalyVAEError(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
+        if n not in ok:
+            raise AnomalyVAEError(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
+    return names
+
+
+def help_text() -> str:
+    return " | ".join(NAMES)
