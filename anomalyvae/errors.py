@@ -7,6 +7,11 @@ class AnomalyVAEError(Exception):
     exit_code = 2
 
 
+class InvalidInput(AnomalyVAEError, ValueError):
+    """An array or parameter of the wrong shape, type, range or name: a ValueError too, as scikit-learn's
+    contract requires of an estimator."""
+
+
 class DataError(AnomalyVAEError):
     """A dataset or image file is missing, truncated or not what it claims to be."""
 

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import __version__, inputs
 from .config import Config, auto_epochs, update
 from .data import Split
-from .errors import AnomalyVAEError, ModelDirError, TrainingDiverged
+from .errors import AnomalyVAEError, InvalidInput, ModelDirError, TrainingDiverged
 from .model import build_model
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .scores import SCORES, available
@@ -136,7 +136,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             cfg = dataclasses.replace(base or Config(), **values)
             return cfg.validate()
         except (TypeError, AnomalyVAEError) as e:
-            raise inputs.InputError(f"invalid AnomalyVAE parameter: {e}") from None
+            raise InvalidInput(f"invalid AnomalyVAE parameter: {e}") from None
 
     # -- reading X -------------------------------------------------------------------------------------
     def _read(self, X: Any, reset: bool) -> torch.Tensor:
@@ -154,7 +154,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                 images, _ = inputs.match_channels(images, self.channels)
             h, w = images.shape[-2:]
             if self.image_size is None and h != w:
-                raise inputs.InputError(f"images are {h}x{w}, not square; pass image_size=N to resize them to NxN")
+                raise InvalidInput(f"images are {h}x{w}, not square; pass image_size=N to resize them to NxN")
         else:
             images, note = inputs.match_channels(images, self.input_shape_[0])
             if note and not getattr(self, "_channel_note_given", False):
@@ -173,7 +173,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         data = self._read(X, reset=True)
         n = len(data)
         if n < 2:
-            raise inputs.InputError(f"got {n} sample; AnomalyVAE needs n_samples >= 2 (one to train, one held out)")
+            raise InvalidInput(f"got {n} sample; AnomalyVAE needs n_samples >= 2 (one to train, one held out)")
         kind = "features" if data.ndim == 2 else "images"
         cfg = self._config(kind, tuple(data.shape[1:]))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))

@@ -19,13 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import AnomalyVAEError
+from .errors import InvalidInput
 
 KINDS = ("auto", "images", "features")
-
-
-class InputError(AnomalyVAEError, ValueError):
-    """Input of the wrong shape, type or range: a ValueError, as scikit-learn's contract requires."""
 
 
 def _as_array(X: Any) -> np.ndarray | torch.Tensor:
@@ -39,7 +35,7 @@ def _as_array(X: Any) -> np.ndarray | torch.Tensor:
 def kind_of(X: Any, requested: str = "auto") -> str:
     """'images' or 'features' for X under the rule above."""
     if requested not in KINDS:
-        raise InputError(f"input_kind is {requested!r}; choose one of {', '.join(KINDS)}")
+        raise InvalidInput(f"input_kind is {requested!r}; choose one of {', '.join(KINDS)}")
     if requested != "auto":
         return requested
     X = _as_array(X)
@@ -53,7 +49,7 @@ def to_images(X: Any, shape: tuple[int, int, int] | None = None) -> torch.Tensor
     if not isinstance(X, torch.Tensor):
         X = np.asarray(X)
         if X.dtype == object or X.dtype.kind not in "biuf":
-            raise InputError(f"images must be numbers, got dtype {X.dtype}")
+            raise InvalidInput(f"images must be numbers, got dtype {X.dtype}")
         X = torch.from_numpy(np.array(X, copy=True))  # writable and owned: torch warns on read-only arrays
     if X.ndim == 2:
         n, d = X.shape
@@ -64,39 +60,39 @@ def to_images(X: Any, shape: tuple[int, int, int] | None = None) -> torch.Tensor
             X = X.reshape(n, 1, s, s)
         else:
             want = f"{math.prod(shape)} values ({'x'.join(map(str, shape))})" if shape else "a square number of pixels"
-            raise InputError(f"each row of flattened images must hold {want}, got {d}")
+            raise InvalidInput(f"each row of flattened images must hold {want}, got {d}")
     elif X.ndim == 3:
         X = X.unsqueeze(1)
     elif X.ndim == 4:
         if X.shape[-1] in (1, 3, 4):
             X = X.permute(0, 3, 1, 2)
         elif X.shape[1] not in (1, 3, 4):
-            raise InputError(f"cannot tell the channel axis of images shaped {tuple(X.shape)}; "
+            raise InvalidInput(f"cannot tell the channel axis of images shaped {tuple(X.shape)}; "
                              "use (N, H, W, C) or (N, C, H, W) with C = 1, 3 or 4")
         if X.shape[1] == 4:
             X = X[:, :3]  # alpha is not part of what the image shows
     else:
-        raise InputError(f"images must be 3-D (N, H, W) or 4-D (N, H, W, C) / (N, C, H, W), got {X.ndim}-D; "
+        raise InvalidInput(f"images must be 3-D (N, H, W) or 4-D (N, H, W, C) / (N, C, H, W), got {X.ndim}-D; "
                          "2-D input is read as feature vectors")
     if X.shape[0] == 0 or X.numel() == 0:
-        raise InputError(f"got {tuple(X.shape)}: at least one image with pixels is needed")
+        raise InvalidInput(f"got {tuple(X.shape)}: at least one image with pixels is needed")
     X = X.contiguous()
     if X.dtype == torch.uint8:
         return X
     if X.dtype == torch.bool:
-        raise InputError("images are bool; pass uint8 0..255 or floats in [0, 1]")
+        raise InvalidInput("images are bool; pass uint8 0..255 or floats in [0, 1]")
     if X.is_floating_point():
         X = X.float()
         lo, hi = float(X.min()), float(X.max())
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise InputError("images contain NaN or infinity; float images must lie in [0, 1]")
+            raise InvalidInput("images contain NaN or infinity; float images must lie in [0, 1]")
         if lo < 0.0 or hi > 1.0:
-            raise InputError(f"float images must lie in [0, 1], got values in [{lo:g}, {hi:g}]; "
+            raise InvalidInput(f"float images must lie in [0, 1], got values in [{lo:g}, {hi:g}]; "
                              "divide 0..255 pixels by 255 or pass them as uint8")
         return X
     lo, hi = int(X.min()), int(X.max())
     if lo < 0 or hi > 255:
-        raise InputError(f"integer images must lie in 0..255, got values in [{lo}, {hi}]")
+        raise InvalidInput(f"integer images must lie in 0..255, got values in [{lo}, {hi}]")
     return X.to(torch.uint8)
 
 
@@ -112,7 +108,7 @@ def match_channels(X: torch.Tensor, channels: int) -> tuple[torch.Tensor, str | 
         grey = (X.float() * w).sum(1, keepdim=True)
         grey = grey.round().clamp(0, 255).to(torch.uint8) if X.dtype == torch.uint8 else grey
         return grey, "colour images given to a grey model were converted to grey (ITU-R 601 luma)"
-    raise InputError(f"images have {c} channels; the model takes {channels}")
+    raise InvalidInput(f"images have {c} channels; the model takes {channels}")
 
 
 def resize(X: torch.Tensor, size: int) -> torch.Tensor:
@@ -133,5 +129,5 @@ def to_features(X: Any, n_features: int | None = None) -> torch.Tensor:
         X = X.numpy()
     arr = check_array(X, dtype=[np.float64, np.float32], ensure_2d=True, ensure_min_samples=1)
     if n_features is not None and arr.shape[1] != n_features:
-        raise InputError(f"X has {arr.shape[1]} features, but AnomalyVAE is expecting {n_features} features as input")
+        raise InvalidInput(f"X has {arr.shape[1]} features, but AnomalyVAE is expecting {n_features} features as input")
     return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))

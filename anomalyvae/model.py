@@ -106,7 +106,7 @@ class MLPVAE(_VAE):
 
 def _halvings(size: int) -> tuple[int, int]:
     k, s = 0, size
-    while s % 2 == 0 and s > 8:
+    while s % 2 == 0 and (s > 8 or k == 0):  # small images (8, 16) still get one convolution
         s, k = s // 2, k + 1
     return k, s
 
@@ -117,9 +117,8 @@ def _fits(size: int) -> bool:
 
 
 def conv_depth(size: int) -> int:
-    """Stride-2 steps for a square image: halve while the side is even and above 8; the rest stays dense.
-
-    28 -> 14 -> 7 (2 steps: the MNIST model), 64 -> 8 (3), 128 -> 8 (4), 224 -> 7 (5)."""
+    """Stride-2 steps for a square image: halve while the side is even and above 8 (at least once); the rest
+    stays dense. 28 -> 14 -> 7 (2 steps: the MNIST model), 8 -> 4 (1), 64 -> 8 (3), 128 -> 8 (4), 224 -> 7 (5)."""
     if not _fits(size):
         near = [n for n in range(max(8, size - 24), size + 25) if _fits(n)]
         raise AnomalyVAEError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import AnomalyVAEError
+from .errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ def check(names, input_kind: str = "images", what: str = "score") -> list[str]:
     ok = available(input_kind)
     for n in names:
         if n not in SCORES:
-            raise AnomalyVAEError(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
+            raise InvalidInput(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
         if n not in ok:
-            raise AnomalyVAEError(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
+            raise InvalidInput(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
     return names
 
 

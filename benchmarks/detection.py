@@ -55,7 +55,7 @@ def run_one(dataset: str, protocol: str, c: int, seed: int, data_dir: str | None
     res = evaluate_detector(det, out / "evaluation", data_dir=data_dir, tracker=tracker(), model_dir=out)
     return [{"dataset": dataset, "protocol": protocol, "class": c, "seed": seed, "model": label, "score": name,
              "default": name == cfg.score, "auroc": r["auroc"], "auprc": r["auprc"],
-             "train_seconds": round(det.info["train_seconds"], 2), "wall_seconds": round(wall, 2)}
+             "train_seconds": round(det.info_["train_seconds"], 2), "wall_seconds": round(wall, 2)}
             for name, r in res["scores"].items()]
 
 

@@ -9,7 +9,7 @@ import torch
 
 from anomalyvae import device, distributed
 from anomalyvae.config import make_config
-from anomalyvae.detector import Detector
+from anomalyvae.estimator import AnomalyVAE
 from anomalyvae.errors import AnomalyVAEError
 
 
@@ -71,12 +71,12 @@ def test_config_refuses_an_unknown_device(bad):
 def test_a_model_trained_on_a_gpu_loads_and_scores_on_the_cpu(tiny_detector, tmp_path, no_gpu):
     """The device is where a job runs, not part of the model: a 'cuda' config must not stop a CPU load."""
     tiny_detector.with_config(device="cuda").save(tmp_path / "m")
-    det = Detector.load(tmp_path / "m")
-    assert det.config.device == "auto" and device.of(det.model) == torch.device("cpu")
+    det = AnomalyVAE.load(tmp_path / "m")
+    assert det.config_.device == "auto" and device.of(det.model_) == torch.device("cpu")
     images = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
     assert (det.decision_function(images) == tiny_detector.decision_function(images)).all()
     with pytest.raises(AnomalyVAEError, match="no CUDA GPU"):
-        Detector.load(tmp_path / "m", device="cuda")
+        AnomalyVAE.load(tmp_path / "m", device="cuda")
 
 
 def test_cli_device_cuda_without_a_gpu_is_one_line_and_exit_2(cli, tmp_path, monkeypatch):
@@ -105,25 +105,25 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from anomalyvae.config import Config
-    from anomalyvae.model import build_model, elbo_terms, to_input
-    from anomalyvae.pipeline import encode_mu
-    from anomalyvae.scoring import ALL_SCORES, ScoreState, score_batch
+    from anomalyvae.model import build_model, elbo_terms
+    from anomalyvae.scores import NAMES
+    from anomalyvae.scoring import ScoreState, encode_mu, score_batch
 
     cfg = Config(arch="conv").validate()
     mode = FakeTensorMode()
     fake = mode.from_tensor
     state = ScoreState(fake(torch.zeros(3)), fake(torch.zeros(3, 16)), fake(torch.eye(16).repeat(3, 1, 1)),
-                       fake(torch.randn(100, 16)), dict.fromkeys(ALL_SCORES, 0.0), dict.fromkeys(ALL_SCORES, 1.0))
-    images = fake(torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8))
+                       fake(torch.randn(100, 16)), dict.fromkeys(NAMES, 0.0), dict.fromkeys(NAMES, 1.0))
+    images = fake(torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8))
     gpu = torch.device("cuda", 0)
     with mode:
         with gpu:
-            model = build_model(cfg)
-        out = score_batch(model, images, state.to(gpu), cfg, ALL_SCORES)
-        assert set(out) == set(ALL_SCORES) and {v.device for v in out.values()} == {gpu}
-        rec, kl = distributed.wrap(model, gpu)(to_input(images, gpu))  # the training forward pass
+            model = build_model(cfg, (1, 28, 28))
+        out = score_batch(model, images, state.to(gpu), cfg, NAMES)
+        assert set(out) == set(NAMES) and {v.device for v in out.values()} == {gpu}
+        rec, kl = elbo_terms(model, model.prepare(images), step=distributed.wrap(model, gpu))  # the training pass
         assert rec.device == kl.device == gpu
-        rec, kl = elbo_terms(model, to_input(images, gpu), torch.Generator().manual_seed(0))  # validation
+        rec, kl = elbo_terms(model, model.prepare(images), torch.Generator().manual_seed(0))  # validation
         assert rec.device == gpu
         assert encode_mu(model, images).device == torch.device("cpu")  # codes come back for the mixture fit
         for which in (["knn"], ["latent"]):  # the check can fail: the score state left on the CPU
@@ -140,8 +140,8 @@ def test_training_and_scoring_on_a_gpu_match_the_cpu(tmp_path, mnist_dir, cli):
                        "--no-tracking", "--data-dir", mnist_dir, "--out", tmp_path / "m")
     assert code == 0, err
     x = torch.from_numpy(read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:500].copy())
-    gpu, cpu = Detector.load(tmp_path / "m", "cuda"), Detector.load(tmp_path / "m", "cpu")
+    gpu, cpu = AnomalyVAE.load(tmp_path / "m", "cuda"), AnomalyVAE.load(tmp_path / "m", "cpu")
     assert device.of(gpu.model).type == "cuda"
-    a, b = gpu.score_samples(x), cpu.score_samples(x)
+    a, b = gpu.anomaly_scores(x), cpu.anomaly_scores(x)
     for name in a:
         assert torch.allclose(torch.from_numpy(a[name]), torch.from_numpy(b[name]), rtol=1e-3, atol=1e-3), name

@@ -18,12 +18,12 @@ ARGS = ["--normal", "1", "--limit", "2000", "--epochs", "1", "--seed", "3"]
 def _auroc(model_dir, mnist_dir):
     from sklearn.metrics import roc_auc_score
 
-    from anomalyvae.detector import Detector
+    from anomalyvae.estimator import AnomalyVAE
     from anomalyvae.idx import read_idx
 
     x = torch.from_numpy(read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:2000].copy())
     y = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")[:2000] != 1
-    return roc_auc_score(y, Detector.load(model_dir).decision_function(x))
+    return roc_auc_score(y, AnomalyVAE.load(model_dir).decision_function(x))
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anomalyvae.scoring import CHEAP_SCORES
 from conftest import run_cli
 
 REGISTERED = "digits-detector"
@@ -59,10 +58,10 @@ def test_images(mnist_dir):
 def _expected(model_dir, images):
     import torch
 
-    from anomalyvae.detector import Detector
+    from anomalyvae.estimator import AnomalyVAE
 
-    det = Detector.load(model_dir)
-    return det.score_samples(torch.from_numpy(images), which=CHEAP_SCORES), det
+    det = AnomalyVAE.load(model_dir)
+    return det.anomaly_scores(torch.from_numpy(images)), det
 
 
 def test_pyfunc_model_predicts_scores_and_flags_like_the_detector(trained, tracking_uri, test_images, tmp_path):
@@ -76,8 +75,8 @@ def test_pyfunc_model_predicts_scores_and_flags_like_the_detector(trained, track
         model = mlflow.pyfunc.load_model(uri)
         for data in (flat, pd.DataFrame(flat)):
             out = model.predict(data)
-            assert list(out.columns) == [*CHEAP_SCORES, "is_anomaly"]
-            for k in CHEAP_SCORES:
+            assert list(out.columns) == [*det.default_scores(), "is_anomaly"]
+            for k in det.default_scores():
                 np.testing.assert_allclose(out[k].to_numpy(), expected[k], rtol=1e-5)
             assert list(out["is_anomaly"]) == list(expected[det.score_] > det.threshold_)
             assert out["is_anomaly"].iloc[-2:].all()  # the noise images

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anomalyvae.detector import Detector
+from anomalyvae.estimator import AnomalyVAE
 from anomalyvae.errors import DataError
 from anomalyvae.images import load_image
 
@@ -49,7 +49,7 @@ def messy(tmp_path):
     keep("rgba.png", Image.fromarray(np.stack([gray(4)] * 4, axis=-1)))
     keep("palette.gif", Image.fromarray(gray(5)).convert("P"))
     palette = Image.fromarray(gray(6)).convert("P")
-    palette.info["transparency"] = 0
+    palette.info_["transparency"] = 0
     keep("palette_alpha.png", palette)
     keep("sixteen.png", Image.fromarray(gray(7).astype(np.uint16) * 257))
     keep("cmyk.jpg", Image.fromarray(np.stack([gray(8)] * 3, axis=-1)).convert("CMYK"))
@@ -114,7 +114,7 @@ def test_train_on_a_messy_folder_skips_the_bad_files_and_uses_all_good_ones(mess
                        tmp_path / "tiny.yaml", "--out", tmp_path / "m", "--no-tracking")
     assert code == 0, err
     assert f"skipped {len(bad)} unreadable file(s)" in err
-    info = Detector.load(tmp_path / "m").info
+    info = AnomalyVAE.load(tmp_path / "m").info_
     assert info["n_train"] + info["n_val"] == len(good)
 
 

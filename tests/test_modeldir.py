@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyvae.detector import Detector, latest_model
+from anomalyvae.estimator import AnomalyVAE
+from anomalyvae.modeldir import latest_model
 from anomalyvae.errors import ModelDirError
 from anomalyvae.modeldir import MODEL_FILE, read_tensors, write_tensors
 
@@ -18,22 +19,22 @@ def detector(tiny_detector):
 
 def test_round_trip_gives_identical_scores_and_threshold(detector, tmp_path):
     detector.save(tmp_path / "m")
-    loaded = Detector.load(tmp_path / "m")
+    loaded = AnomalyVAE.load(tmp_path / "m")
     x = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
-    a, b = detector.score_samples(x), loaded.score_samples(x)
+    a, b = detector.anomaly_scores(x), loaded.anomaly_scores(x)
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
-    assert loaded.threshold_ == detector.threshold_ and loaded.config == detector.config
-    assert loaded.info["normal_classes"] == [0]
+    assert loaded.threshold_ == detector.threshold_ and loaded.config_ == detector.config_
+    assert loaded.info_["normal_classes"] == [0]
 
 
 def test_scores_are_deterministic_and_independent_of_batching(detector):
     x = torch.randint(0, 256, (9, 28, 28), dtype=torch.uint8)
-    full = detector.score_samples(x)
-    for k, v in detector.score_samples(x[4:5]).items():
+    full = detector.anomaly_scores(x)
+    for k, v in detector.anomaly_scores(x[4:5]).items():
         np.testing.assert_allclose(v, full[k][4:5], rtol=1e-5, atol=1e-5)  # float32 rounding of knn distances
-    for k, v in detector.score_samples(x).items():
+    for k, v in detector.anomaly_scores(x).items():
         np.testing.assert_array_equal(v, full[k])
 
 
@@ -52,15 +53,15 @@ def test_a_malicious_pickle_is_refused_without_running_it(detector, tmp_path, mo
     marker.unlink()
     (tmp_path / "m" / MODEL_FILE).write_bytes(payload)
     with pytest.raises(ModelDirError, match="pickle"):
-        Detector.load(tmp_path / "m")
+        AnomalyVAE.load(tmp_path / "m")
     assert not marker.exists()
 
 
 def test_torch_save_file_is_refused(detector, tmp_path):
     detector.save(tmp_path / "m")
-    torch.save(detector.model.state_dict(), tmp_path / "m" / MODEL_FILE)
+    torch.save(detector.model_.state_dict(), tmp_path / "m" / MODEL_FILE)
     with pytest.raises(ModelDirError, match="not a safetensors file|pickle"):
-        Detector.load(tmp_path / "m")
+        AnomalyVAE.load(tmp_path / "m")
 
 
 def _rewrite_header(path, edit):
@@ -84,7 +85,7 @@ def test_a_tampered_threshold_fails_the_checksum(detector, tmp_path):
 
     _rewrite_header(tmp_path / "m" / MODEL_FILE, edit)
     with pytest.raises(ModelDirError, match="checksum"):
-        Detector.load(tmp_path / "m")
+        AnomalyVAE.load(tmp_path / "m")
 
 
 def test_a_flipped_weight_byte_fails_the_checksum(detector, tmp_path):
@@ -94,7 +95,7 @@ def test_a_flipped_weight_byte_fails_the_checksum(detector, tmp_path):
     raw[-5] ^= 0xFF
     p.write_bytes(bytes(raw))
     with pytest.raises(ModelDirError, match="checksum"):
-        Detector.load(tmp_path / "m")
+        AnomalyVAE.load(tmp_path / "m")
 
 
 def test_another_format_version_is_named(tmp_path):
@@ -118,12 +119,12 @@ def test_weights_of_another_architecture_are_a_clear_error(detector, tmp_path):
     meta["config"]["hidden"] = 64  # claims a wider model than the weights hold
     write_tensors(tmp_path / "m" / MODEL_FILE, tensors, meta)
     with pytest.raises(ModelDirError, match="do not fit"):
-        Detector.load(tmp_path / "m")
+        AnomalyVAE.load(tmp_path / "m")
 
 
 def test_missing_model_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ModelDirError, match="does not exist"):
-        Detector.load(tmp_path / "nothing")
+        AnomalyVAE.load(tmp_path / "nothing")
     with pytest.raises(ModelDirError, match="anomalyvae train"):
         latest_model(tmp_path)
 
@@ -132,5 +133,5 @@ def test_saving_over_a_model_replaces_it_whole(detector, tmp_path):
     detector.save(tmp_path / "m")
     detector.threshold_ = 123.0
     detector.save(tmp_path / "m")
-    assert Detector.load(tmp_path / "m").threshold_ == 123.0
+    assert AnomalyVAE.load(tmp_path / "m").threshold_ == 123.0
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", MODEL_FILE]

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalyvae.detector import Detector, latest_model
+from anomalyvae.estimator import AnomalyVAE
+from anomalyvae.modeldir import latest_model
 from anomalyvae.errors import ModelDirError
 from anomalyvae.modeldir import CHECKPOINT_FILE, MODEL_FILE, read_tensors
 
@@ -108,7 +109,7 @@ def test_kill_9_mid_epoch_then_resume_continues_the_epochs_and_the_same_mlflow_r
     assert history[:done] == meta["state"]["history"]  # the completed epochs were kept, not redone
     client, runs = train_runs(tmp_path)
     assert [(r.info.run_id, r.info.status) for r in runs] == [(killed_run, "FINISHED")]  # resumed, not duplicated
-    assert Detector.load(out).info["mlflow_run_id"] == killed_run
+    assert AnomalyVAE.load(out).info_["mlflow_run_id"] == killed_run
     logged = steps(client, killed_run)
     assert len(logged) == len(set(logged)) and logged[-2:] == [done + 1, done + 2]
 
@@ -122,9 +123,9 @@ def test_a_signal_saves_the_best_model_marks_the_run_killed_and_exits_130(tmp_pa
     code, text = finish(proc)
     assert code == 130, text
     assert f"stopped by {sig.name}" in text and "--resume" in text and "Traceback" not in text
-    det = Detector.load(out)
-    assert 1 <= det.info["epochs_run"] < 200
-    assert len(json.loads((out / "history.json").read_text())) == det.info["epochs_run"]
+    det = AnomalyVAE.load(out)
+    assert 1 <= det.info_["epochs_run"] < 200
+    assert len(json.loads((out / "history.json").read_text())) == det.info_["epochs_run"]
     _, runs = train_runs(tmp_path)
     assert [r.info.status for r in runs] == ["KILLED"]
 
@@ -140,7 +141,7 @@ def test_two_trainings_at_once_on_one_fresh_mlflow_db_both_keep_their_runs(tmp_p
     assert sorted(Path(r.data.tags["anomalyvae.model_dir"]).name for r in runs) == ["a", "b"]
     for r in runs:
         assert r.info.status == "FINISHED" and steps(client, r.info.run_id) == [1, 2]
-        assert Detector.load(r.data.tags["anomalyvae.model_dir"]).info["mlflow_run_id"] == r.info.run_id
+        assert AnomalyVAE.load(r.data.tags["anomalyvae.model_dir"]).info_["mlflow_run_id"] == r.info.run_id
 
 
 # -- NaN losses -------------------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def test_a_diverging_lr_is_exit_3_and_leaves_the_earlier_model_untouched(tmp_pat
     assert code == 3
     assert "loss became nan" in err and "Lower --lr" in err and len(err.strip().splitlines()) == 1
     assert (out / MODEL_FILE).read_bytes() == before
-    assert Detector.load(out).threshold_ == tiny_detector.threshold_
+    assert AnomalyVAE.load(out).threshold_ == tiny_detector.threshold_
 
 
 def test_nan_after_two_good_epochs_keeps_the_best_of_them_and_fails_the_run(tmp_path, mnist_dir, config, cli,
@@ -180,8 +181,8 @@ def test_nan_after_two_good_epochs_keeps_the_best_of_them_and_fails_the_run(tmp_
     code, _, err = cli(*train_args(mnist_dir, config, tmp_path / "m", epochs=5, limit=300),
                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert code == 3 and "loss became nan at epoch 3" in err and "kept the best model" in err
-    det = Detector.load(tmp_path / "m")
-    assert det.info["epochs_run"] == 2 and det.info["best_epoch"] in (1, 2)
+    det = AnomalyVAE.load(tmp_path / "m")
+    assert det.info_["epochs_run"] == 2 and det.info_["best_epoch"] in (1, 2)
     assert len(json.loads((tmp_path / "m" / "history.json").read_text())) == 2
     _, runs = train_runs(tmp_path)
     assert [r.info.status for r in runs] == ["FAILED"]
@@ -202,7 +203,7 @@ def test_an_unreachable_tracking_server_costs_one_warning_and_seconds_not_minute
     seconds = time.monotonic() - t0
     assert code == 0, err
     assert err.count("MLflow tracking failed") == 1 and "continuing without tracking" in err
-    assert Detector.load(tmp_path / "m").info["mlflow_run_id"] is None
+    assert AnomalyVAE.load(tmp_path / "m").info_["mlflow_run_id"] is None
     assert seconds < 60  # MLflow's own defaults retry for about two minutes
 
 
@@ -218,7 +219,7 @@ def test_a_tracking_failure_mid_run_is_reported_once_and_the_model_is_still_writ
                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert code == 0, err
     assert err.count("MLflow tracking failed") == 1 and "server went away" in err
-    assert Detector.load(tmp_path / "m").info["epochs_run"] == 3
+    assert AnomalyVAE.load(tmp_path / "m").info_["epochs_run"] == 3
     _, runs = train_runs(tmp_path)
     assert [r.info.status for r in runs] == ["FAILED"] and mlflow.active_run() is None  # not left dangling
 
@@ -264,7 +265,7 @@ def test_disk_full_while_saving_keeps_the_previous_model(small_disk, tiny_detect
     tiny_detector.threshold_ = 123.0
     with pytest.raises(ModelDirError, match="No space left on device.*previous file there is intact"):
         tiny_detector.save(folder / "m")
-    assert Detector.load(folder / "m").threshold_ != 123.0
+    assert AnomalyVAE.load(folder / "m").threshold_ != 123.0
     assert sorted(p.name for p in (folder / "m").iterdir()) == ["model.json", MODEL_FILE]  # no temp files left
 
 
@@ -277,7 +278,7 @@ def test_disk_full_during_training_is_one_line_exit_2_and_a_failed_run(small_dis
                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert code == 2 and "No space left on device" in err
     assert err.count("error:") == 1 and "Traceback" not in err  # one line of ours (MLflow logs its own INFO)
-    assert Detector.load(folder / "m").threshold_ == tiny_detector.threshold_
+    assert AnomalyVAE.load(folder / "m").threshold_ == tiny_detector.threshold_
     _, runs = train_runs(tmp_path)
     assert [r.info.status for r in runs] == ["FAILED"]  # not FINISHED, as MLflow's exit hook would say
 
@@ -294,8 +295,8 @@ def test_an_out_inside_a_file_is_exit_2_for_train_and_score(tmp_path, mnist_dir,
 
 _KILL_BEFORE_RENAME = """
 import os, signal, sys
-from anomalyvae.detector import Detector
-det = Detector.load(sys.argv[1])
+from anomalyvae.estimator import AnomalyVAE
+det = AnomalyVAE.load(sys.argv[1])
 det.threshold_ = 123.0
 os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # the temp file is written, the rename never happens
 det.save(sys.argv[1])
@@ -310,7 +311,7 @@ def test_a_kill_between_temp_write_and_rename_leaves_the_previous_model(tmp_path
     leftovers = [p.name for p in (tmp_path / "models" / "m").iterdir() if p.name.endswith(".tmp")]
     assert leftovers and all(name.startswith(".") for name in leftovers)  # the new bytes went elsewhere
     assert latest_model(tmp_path / "models") == tmp_path / "models" / "m"
-    assert Detector.load(tmp_path / "models" / "m").threshold_ == tiny_detector.threshold_
+    assert AnomalyVAE.load(tmp_path / "models" / "m").threshold_ == tiny_detector.threshold_
 
 
 # -- the exit codes in the README's table ---------------------------------------------------------------
@@ -324,7 +325,7 @@ def test_a_bug_is_exit_1_with_one_line_and_a_traceback_only_with_debug(tmp_path,
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(Detector, "load", bug)
+    monkeypatch.setattr(AnomalyVAE, "load", bug)
     code, _, err = cli("score", tmp_path, "--model", tmp_path)
     assert code == 1 and err.startswith("internal error: ZeroDivisionError: a bug") and "--debug" in err
     assert len(err.strip().splitlines()) == 1
@@ -336,6 +337,6 @@ def test_ctrl_c_outside_the_training_loop_is_exit_130(tmp_path, cli, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Detector, "load", interrupted)
+    monkeypatch.setattr(AnomalyVAE, "load", interrupted)
     code, _, err = cli("score", tmp_path, "--model", tmp_path)
     assert code == 130 and err.strip() == "interrupted"

@@ -2,8 +2,16 @@ import numpy as np
 import torch
 
 from anomalyvae.config import Config
-from anomalyvae.scoring import (ScoreState, blur_error, combine, fit_latent, fit_normalisation, iwae_nll,
-                                knn_distance, latent_nll)
+from anomalyvae.scoring import COMPUTE, Pass, ScoreState, fit_latent, fit_normalisation, knn_distance, latent_nll
+
+
+def _pass(**given):
+    """A scoring pass with just the fields a test needs (the others None)."""
+    from anomalyvae.model import MLPVAE
+
+    base = dict(model=MLPVAE((1, 28, 28)), x=None, out=None, mu=None, logvar=None, state=ScoreState(),
+                cfg=Config().validate(), precision="float32")
+    return Pass(**{**base, **given})
 
 
 def test_latent_nll_matches_sklearn_mixture_density():
@@ -27,28 +35,32 @@ def test_blur_error_forgives_a_one_pixel_shift_more_than_squared_error():
     x = torch.zeros(1, 1, 28, 28)
     x[..., 10:18, 12:14] = 1.0
     shifted = torch.roll(x, 1, dims=3)
-    assert blur_error(x, shifted) < 0.2 * (x - shifted).pow(2).sum()
-    assert blur_error(x, x) == 0
+    blur = lambda a, b: COMPUTE["blur"](_pass(x=a, out=torch.logit(b.clamp(1e-6, 1 - 1e-6))))  # noqa: E731
+    assert blur(x, shifted) < 0.2 * (x - shifted).pow(2).sum()
+    assert blur(x, x) < 1e-6
 
 
 def test_combined_is_the_sum_of_scores_standardised_on_normal_data():
     state = ScoreState()
     fit_normalisation(state, {"knn": np.array([1.0, 3.0]), "latent": np.array([10.0, 10.0])})
     assert state.mean == {"knn": 2.0, "latent": 10.0} and state.std == {"knn": 1.0, "latent": 1.0}
-    got = combine({"knn": torch.tensor([4.0]), "latent": torch.tensor([12.0])}, state, ["knn", "latent"])
-    assert got.item() == (4 - 2) / 1 + (12 - 10) / 1
+    p = _pass(state=state, cfg=Config(combine="knn,latent").validate())
+    p.done.update(knn=torch.tensor([4.0]), latent=torch.tensor([12.0]))
+    assert COMPUTE["combined"](p).item() == (4 - 2) / 1 + (12 - 10) / 1
 
 
 def test_iwae_bound_is_tighter_than_the_elbo_and_deterministic():
-    from anomalyvae.model import build_model, elbo_terms, to_input
+    from anomalyvae.model import build_model, elbo_terms
 
     torch.manual_seed(0)
-    model = build_model(Config(arch="mlp", latent_dim=3, hidden=16)).eval()
-    x = to_input(torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8))
+    model = build_model(Config(arch="mlp", latent_dim=3, hidden=16).validate(), (1, 28, 28)).eval()
+    x = model.prepare(torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8))
+    cfg = Config(iwae_samples=64).validate()
     with torch.no_grad():
         mu, logvar = model.encode(x)
         gen = torch.Generator().manual_seed(0)
         neg_elbo = torch.stack([sum(elbo_terms(model, x, gen)) for _ in range(2000)]).mean(0)  # Monte Carlo
-        iw = iwae_nll(model, x, mu, logvar, k=64)
+        iwae = lambda: COMPUTE["iwae"](_pass(model=model, x=x, mu=mu, logvar=logvar, cfg=cfg))  # noqa: E731
+        iw = iwae()
         assert torch.all(iw < neg_elbo)
-        assert torch.equal(iw, iwae_nll(model, x, mu, logvar, k=64))
+        assert torch.equal(iw, iwae())
