@@ -43,7 +43,7 @@ class Config:
     kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
-    precision: str = "auto"  # auto | float32 | bfloat16: auto uses bfloat16 where the CPU has it (runtime.py)
+    precision: str = "auto"  # auto | float32 | bfloat16: auto is float32 today (runtime.AUTO_BF16 says why)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps: auto takes a CUDA GPU when there is one (device.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use

@@ -36,9 +36,8 @@ from anomalyvae import runtime  # noqa: E402
 from anomalyvae.config import Config, make_config  # noqa: E402
 from anomalyvae.data import Split, load_idx_split  # noqa: E402
 from anomalyvae.metrics import ranking  # noqa: E402
-from anomalyvae.pipeline import calibrate_detector  # noqa: E402
-from anomalyvae.scoring import ScoreState, score_images  # noqa: E402
-from anomalyvae.train import fit  # noqa: E402
+from anomalyvae.estimator import AnomalyVAE  # noqa: E402
+from anomalyvae.scoring import ScoreState, score_inputs  # noqa: E402
 
 NORMAL = list(range(9))
 
@@ -122,7 +121,7 @@ def seeds_loaders(root: Path):
 @torch.no_grad()
 def val_loss_at_mu(encode, decode_logits, images: torch.Tensor) -> float:
     """Mean BCE(sum) + KL per image with z = mu: the same deterministic yardstick for both models."""
-    x = images.unsqueeze(1).float().div(255).flatten(1)
+    x = images.float().div(255).flatten(1)
     mu, logvar = encode(x)
     logits = decode_logits(mu).flatten(1)
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
@@ -136,6 +135,12 @@ def seeds_val(model, images):
 
 def ours_val(model, images):
     return val_loss_at_mu(model.encode, model.decode, images)
+
+
+def fit(cfg: Config, train: Split, val: Split):
+    """anomalyvae's training as `anomalyvae train` and `AnomalyVAE.fit` run it: (train.FitResult, estimator)."""
+    est = AnomalyVAE.from_config(cfg)
+    return est.fit_splits(cfg, train, val), est
 
 
 # -- sections ---------------------------------------------------------------------------------------------
@@ -169,11 +174,11 @@ def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, te
             else:
                 auto = runtime.resolve_precision(cfg.precision, "train")
                 precision = ({"float32": "bfloat16"}.get(auto, "float32")) if who == "alt" else cfg.precision
-                res = fit(make_config(**{**cfg.to_dict(), "seed": rep, "precision": precision}), train, val)
+                res, est = fit(make_config(**{**cfg.to_dict(), "seed": rep, "precision": precision}), train, val)
                 times = [h.seconds for h in res.history]
                 used = runtime.resolve_precision(precision, "train")
                 # training precision alone: both models scored in float32
-                auroc = ranking(y, score_images(res.model, test.images, ScoreState(),
+                auroc = ranking(y, score_inputs(res.model, test.images, ScoreState(),
                                                 make_config(**{**cfg.to_dict(), "precision": "float32"}),
                                                 ("elbo",))["elbo"])["auroc"]
                 aurocs[used].append(auroc)
@@ -182,7 +187,7 @@ def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, te
                 else:
                     ours_t += times
                     ours_v.append(ours_val(res.model, val.images))
-                    ours_model = res.model
+                    ours_model = est
                 say(f"  rep {rep + 1} anomalyvae {used:8s}: epochs {' '.join(f'{t:.2f}s' for t in times)}  "
                     f"val loss {ours_val(res.model, val.images):.2f}  elbo AUROC {auroc:.4f}  [{load_note()}]")
     # load on a shared machine drifts within minutes: pair each repetition's runs, take the median ratio
@@ -223,16 +228,16 @@ def bench_scoring(args, dets: dict, test: Split):
     for arch, det in dets.items():
         for name in ("recon", default):
             for precision in ("float32", "bfloat16"):
-                at = dataclasses.replace(det.config, precision=precision)
-                run = lambda: score_images(det.model, test.images, det.state, at, (name,))
+                at = dataclasses.replace(det.config_, precision=precision)
+                run = lambda: score_inputs(det.model_, test.images, det.state_, at, (name,))
                 sec = timed(run, args.reps * 3)
                 auroc = ranking(y, run()[name])["auroc"]
                 say(f"  {arch:4s} {name:8s} {precision:8s}: {len(test) / sec:9.0f} images/s   AUROC {auroc:.4f}")
                 out[(arch, name, precision)] = (len(test) / sec, auroc)
-            run = lambda: det.score_samples(test.images, which=(name,))
+            run = lambda: det.anomaly_scores(test.images, which=(name,))
             sec = timed(run, args.reps * 3)
-            used = det.config.precision
-            say(f"  {arch:4s} {name:8s} as the Detector runs it (precision '{used}' -> "
+            used = det.config_.precision
+            say(f"  {arch:4s} {name:8s} as the estimator runs it (precision '{used}' -> "
                 f"{runtime.resolve_precision(used, 'score')}): {len(test) / sec:9.0f} images/s")
             out[(arch, name, "detector")] = (len(test) / sec, None)
     for arch in dets:
@@ -248,9 +253,9 @@ def bench_scoring(args, dets: dict, test: Split):
 CHILD = textwrap.dedent("""
     import sys, time
     t0 = time.perf_counter()
-    from anomalyvae.detector import Detector
+    from anomalyvae.estimator import AnomalyVAE
     from anomalyvae.inference import score_paths
-    det = Detector.load(sys.argv[1])
+    det = AnomalyVAE.load(sys.argv[1])
     t1 = time.perf_counter()
     s = score_paths(det, sys.argv[3:], csv=sys.argv[2])
     t2 = time.perf_counter()
@@ -277,7 +282,7 @@ def bench_png(args, det, test: Split, tmp: Path):
     folder.mkdir(parents=True)
     n = min(args.png_files, len(test))
     for i in range(n):
-        Image.fromarray(test.images[i].numpy()).save(folder / f"{i:05d}.png")
+        Image.fromarray(test.images[i, 0].numpy()).save(folder / f"{i:05d}.png")
     model_dir = tmp / "model"
     det.save(model_dir)
     say(f"\n## Scoring a folder of {n} PNG files end to end (anomalyvae.inference.score_paths -> CSV, "
@@ -371,12 +376,11 @@ def main() -> None:
     train, val = normal(full), normal(test)
     tmp = Path(tempfile.mkdtemp(prefix="anomalyvae-speed-"))
     try:
-        res, mlp_model, mlp_cfg = bench_training(args, args.data, tmp, train, val, test, threads)
+        res, mlp_det, _ = bench_training(args, args.data, tmp, train, val, test, threads)
         conv_cfg = make_config(epochs=args.conv_epochs, threads=threads)
-        conv = fit(conv_cfg, train, val)
+        conv, conv_det = fit(conv_cfg, train, val)
         say(f"\n(conv model for scoring: {args.conv_epochs} epoch(s) in {conv.seconds:.1f}s)")
-        dets = {"mlp": calibrate_detector(mlp_cfg, mlp_model, train, val, {}),
-                "conv": calibrate_detector(conv_cfg, conv.model, train, val, {})}
+        dets = {"mlp": mlp_det, "conv": conv_det}
         res |= bench_scoring(args, dets, test)
         res |= bench_png(args, dets["mlp"], test, tmp)
         res |= bench_startup(args, args.data, tmp)

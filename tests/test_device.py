@@ -4,6 +4,8 @@ CI and this project's machines have no GPU: the CUDA cases run against torch.cud
 which checks the choices made here, not CUDA itself.
 """
 
+import copy
+
 import pytest
 import torch
 
@@ -70,7 +72,11 @@ def test_config_refuses_an_unknown_device(bad):
 
 def test_a_model_trained_on_a_gpu_loads_and_scores_on_the_cpu(tiny_detector, tmp_path, no_gpu):
     """The device is where a job runs, not part of the model: a 'cuda' config must not stop a CPU load."""
-    tiny_detector.with_config(device="cuda").save(tmp_path / "m")
+    import dataclasses
+
+    trained_on_gpu = copy.deepcopy(tiny_detector)
+    trained_on_gpu.config_ = dataclasses.replace(tiny_detector.config_, device="cuda")
+    trained_on_gpu.save(tmp_path / "m")
     det = AnomalyVAE.load(tmp_path / "m")
     assert det.config_.device == "auto" and device.of(det.model_) == torch.device("cpu")
     images = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)

@@ -49,7 +49,7 @@ def messy(tmp_path):
     keep("rgba.png", Image.fromarray(np.stack([gray(4)] * 4, axis=-1)))
     keep("palette.gif", Image.fromarray(gray(5)).convert("P"))
     palette = Image.fromarray(gray(6)).convert("P")
-    palette.info_["transparency"] = 0
+    palette.info["transparency"] = 0
     keep("palette_alpha.png", palette)
     keep("sixteen.png", Image.fromarray(gray(7).astype(np.uint16) * 257))
     keep("cmyk.jpg", Image.fromarray(np.stack([gray(8)] * 3, axis=-1)).convert("CMYK"))

@@ -148,12 +148,12 @@ def test_two_trainings_at_once_on_one_fresh_mlflow_db_both_keep_their_runs(tmp_p
 
 def nan_loss_from_step(monkeypatch, first_bad_step: int) -> None:
     """Make the training loss NaN from the given optimiser step on (validation stays finite)."""
-    import anomalyvae.distributed as train_module  # the training step's forward pass lives there
+    import anomalyvae.train as train_module  # the training step's loss lives there
 
     real, calls = train_module.elbo_terms, [0]
 
-    def elbo_terms(model, x, generator=None):
-        rec, kl = real(model, x, generator)
+    def elbo_terms(model, x, generator=None, step=None):
+        rec, kl = real(model, x, generator, step)
         if model.training:
             calls[0] += 1
             if calls[0] >= first_bad_step:

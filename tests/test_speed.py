@@ -167,7 +167,7 @@ def test_tracker_logs_in_call_order_and_finishes_the_run(tmp_path):
     t.end()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.0, 1.0, 2.0]
-    assert client.get_run(run_id).info_.status == "FINISHED"
+    assert client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_a_failing_tracker_warns_once_and_reports_no_run(tmp_path):
