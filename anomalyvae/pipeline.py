@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed, report
+from . import distributed, lineage, report
 from .classes import format_classes, parse_classes
 from .config import Config, auto_epochs
 from .data import CLASS_NAMES, Split, as_nchw, load_test, load_train
@@ -22,7 +22,7 @@ from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterr
 from .estimator import AnomalyVAE
 from .images import load_folder
 from .scores import available
-from .tracking import Tracker
+from .tracking import EvaluateRun, Tracker
 from .train import EpochStats, checkpoint_run_id
 
 
@@ -58,9 +58,13 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     cfg = dataclasses.replace(cfg, channels=data.train.images.shape[1])
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
-    tracker.start(run_name=out.name, run_id=run_id, tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())})
+    tracker.start(run_name=lineage.train_run_name(cfg), run_id=run_id,
+                  tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())},
+                  description=lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()))
+    inputs = lineage.train_inputs(cfg, data.train, data.val) if tracker.enabled else []  # [training, held-out]
     if not run_id:
         tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
+        tracker.log_inputs(inputs)
 
     def epoch_done(s: EpochStats) -> None:
         tracker.log_metrics({k: v for k, v in asdict(s).items() if k != "epoch"}, step=s.epoch)
@@ -84,11 +88,15 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         raise TrainingInterrupted(f"stopped by {result.stopped_by} before the first epoch completed; nothing saved")
     det.save(out)
     (out / "history.json").write_text(json.dumps([asdict(h) for h in result.history], indent=1))
-    tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"], "best_epoch": result.best_epoch,
-                         "train_seconds": result.seconds})
     tracker.log_artifact(out / "model.safetensors", "model")
     tracker.log_artifact(out / "model.json", "model")
+    tracker.log_artifact(out / "history.json", "model")
     tracker.log_model(out, example=data.val.images[:2])  # pyfunc flavour: mlflow.pyfunc.load_model / serve
+    tracker.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.seconds})
+    if inputs:  # the calibration, on the model's page: measured on the held-out normal images
+        tracker.log_model_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"]}, inputs[1])
+    tracker.describe(lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()) + "\n\n"
+                     + lineage.train_outcome(det, tracker.model_id and tracker.link(model_id=tracker.model_id)))
     if result.stopped_by:
         tracker.end("KILLED")
         raise TrainingInterrupted(
@@ -111,8 +119,12 @@ def load_labelled_folders(normal_dir: str, anomaly_dir: str, size: int) -> Split
 
 
 def evaluate_detector(det: AnomalyVAE, out: Path, test: Split | None = None, data_dir: str | None = None,
-                      tracker: Tracker | None = None, model_dir: Path | None = None) -> dict[str, Any]:
-    """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split)."""
+                      tracker: Tracker | None = None, model_dir: Path | None = None,
+                      folders: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split).
+
+    `folders` (normal dir, anomaly dir) says where a `test` split came from, for the MLflow run's dataset input.
+    """
     from . import metrics, plots  # here, not at the top: sklearn's import took 3.5 s of `train`'s start-up
 
     cfg = det.config_
@@ -128,31 +140,26 @@ def evaluate_detector(det: AnomalyVAE, out: Path, test: Split | None = None, dat
     if y_true.all() or not y_true.any():
         raise DataError("the test set needs both normal and anomalous images to be evaluated")
     out.mkdir(parents=True, exist_ok=True)
-    scores = det.anomaly_scores(test.images, which=available(cfg.input_kind))
-    main = scores[det.score_]
-    result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
-                              **metrics.at_threshold(y_true, main, det.threshold_)}
-    result["scores"] = {k: metrics.ranking(y_true, v) for k, v in scores.items()}
-    result["per_class"] = metrics.per_class(test.labels.numpy(), main, y_true, names)
-    result["n_test"] = int(len(y_true))
-    result["n_anomalies"] = int(y_true.sum())
-    result["model_dir"] = str(model_dir) if model_dir else None
-    artifacts = plots.curves(y_true, scores, out, det.score_)
-    artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
-    order = np.argsort(-main)  # the most anomalous test images first
-    artifacts.append(plots.reconstruction_grid(det.model_, test.images[torch.from_numpy(order[:16].copy())], out))
-    artifacts.append(report.write(out, result, det, test.images, test.labels.numpy(), main, artifacts[:3], names=names))
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    if tracker is not None:
-        tracker.start(run_name=f"evaluate-{model_dir.name if model_dir else 'model'}",
-                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
-                            "anomalyvae.train_run_id": det.info_.get("mlflow_run_id") or ""})
-        tracker.log_params({"model_dir": model_dir, "score": det.score_, "dataset": cfg.dataset,
-                            "normal": cfg.normal, "arch": cfg.arch, "threshold": det.threshold_})
-        flat = {k: v for k, v in result.items() if isinstance(v, (int, float))}
-        flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
-        flat.update({f"auroc_class_{r['label']}": r["auroc"] for r in result["per_class"] if "auroc" in r})
-        tracker.log_metrics(flat)
-        tracker.log_artifact(out, "evaluation")
-        tracker.end("FINISHED")
+    run = EvaluateRun(tracker, det, test, y_true, model_dir, folders if test is not None else None)
+    try:
+        scores = det.anomaly_scores(test.images, which=available(cfg.input_kind))
+        main = scores[det.score_]
+        result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
+                                  **metrics.at_threshold(y_true, main, det.threshold_)}
+        result["scores"] = {k: metrics.ranking(y_true, v) for k, v in scores.items()}
+        result["per_class"] = metrics.per_class(test.labels.numpy(), main, y_true, names)
+        result["n_test"] = int(len(y_true))
+        result["n_anomalies"] = int(y_true.sum())
+        result["model_dir"] = str(model_dir) if model_dir else None
+        artifacts = plots.curves(y_true, scores, out, det.score_)
+        artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
+        order = np.argsort(-main)  # the most anomalous test images first
+        artifacts.append(plots.reconstruction_grid(det.model_, test.images[torch.from_numpy(order[:16].copy())], out))
+        artifacts.append(report.write(out, result, det, test.images, test.labels.numpy(), main, artifacts[:3],
+                                      names=names))
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    except BaseException as e:
+        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    run.finish(result, out, artifacts)
     return result

@@ -1,4 +1,8 @@
-"""MLflow runs that can fail without taking the work with them: the first error is reported once, then off."""
+"""MLflow runs that can fail without taking the work with them: the first error is reported once, then off.
+
+The experiment is made a model-training one (MLflow's `mlflow.experimentKind` tag) with AUROC as its primary
+metric, and runs link to their datasets and logged model, so `mlflow ui` shows runs, data and model metrics.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,25 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from . import lineage
+
+
+# MLflow's own tags: the experiment's kind and primary metric, the description (markdown) of a run or experiment.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.experiment.primaryMetric.name": "auroc",
+    "mlflow.experiment.primaryMetric.greaterIsBetter": "true",
+    "mlflow.note.content": "Anomaly detectors from anomalyvae. `train ...` runs train one model each (datasets as "
+                           "inputs, the model logged as `detector`); `evaluate ...` runs measure one on a labelled "
+                           "test set (AUROC, AUPRC, F1 also logged on the model, per test set); benchmark runs hold "
+                           "one model each with flat params and metrics, for the compare view.",
+}
+NOTE = "mlflow.note.content"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+# MLflow 3.17's UI picks its GenAI or "Model training" view from a switch the browser remembers (default GenAI),
+# not from the experiment's kind; a link that names the view opens the runs table in a fresh browser too.
+VIEW = "?workflowType=machine_learning"
 
 
 def _quiet_http_defaults() -> None:
@@ -38,7 +61,9 @@ class Tracker:
         self.register = register  # Model Registry name for log_model; None: log without registering
         self.model_uri: str | None = None
         self.model_version: int | None = None  # its Model Registry version when registered
+        self.model_id: str | None = None  # the LoggedModel that log_model created
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.error: str | None = None
         self._mlflow = None
 
@@ -64,7 +89,8 @@ class Tracker:
             except Exception:
                 pass
 
-    def start(self, run_name: str, tags: dict[str, str] | None = None, run_id: str | None = None) -> str | None:
+    def start(self, run_name: str, tags: dict[str, str] | None = None, run_id: str | None = None,
+              description: str | None = None) -> str | None:
         def go():
             _quiet_http_defaults()
             import mlflow
@@ -73,8 +99,10 @@ class Tracker:
             if self.tracking_uri:
                 mlflow.set_tracking_uri(self.tracking_uri)
             with _store_lock(mlflow.get_tracking_uri()):
-                mlflow.set_experiment(self.experiment)
-                run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags)
+                self.experiment_id = _training_experiment(mlflow, self.experiment)
+                mlflow.set_experiment(experiment_id=self.experiment_id)
+                run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags,
+                                       description=None if run_id else description)
             return run.info.run_id
 
         self.run_id = self._call("starting a run", go)
@@ -96,6 +124,72 @@ class Tracker:
     def set_tags(self, tags: dict[str, Any]) -> None:
         self._call("setting tags", lambda: self._mlflow.set_tags({k: str(v) for k, v in tags.items()}))
 
+    def describe(self, text: str) -> None:
+        """The run's description (markdown, links included), shown at the top of its page."""
+        self._call("describing the run", lambda: self._mlflow.set_tag(NOTE, text))
+
+    def rename(self, name: str) -> None:
+        self._call("naming the run", lambda: self._mlflow.set_tag("mlflow.runName", name))
+
+    def log_inputs(self, datasets: list, model_id: str | None = None) -> None:
+        """Datasets (lineage.DataRef) as the run's inputs, each with its role; a LoggedModel the run used."""
+        def go():
+            from mlflow.entities import DatasetInput, InputTag, LoggedModelInput
+            from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+            inputs = [DatasetInput(d.entity(), [InputTag(MLFLOW_DATASET_CONTEXT, d.context)]) for d in datasets]
+            models = [LoggedModelInput(model_id)] if model_id else None
+            self._mlflow.MlflowClient().log_inputs(self.run_id, datasets=inputs, models=models)
+
+        self._call("logging the datasets", go)
+
+    def log_model_metrics(self, metrics: dict[str, float], dataset, model_id: str | None = None) -> None:
+        """Metrics of a LoggedModel measured on `dataset` (a lineage.DataRef): the model's page and the models
+        table show them per dataset. Without a model they are still run metrics tied to the dataset."""
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self._call("logging model metrics", lambda: self._mlflow.log_metrics(
+            clean, model_id=model_id or self.model_id, dataset=dataset.entity()))
+
+    def log_images(self, images: dict[str, str | Path]) -> None:
+        """PNG files as MLflow images (key -> file): the run page and the compare view show them."""
+        def go():
+            from PIL import Image
+
+            for key, path in images.items():
+                with Image.open(path) as im:
+                    self._mlflow.log_image(im.convert("RGB"), key=key)
+
+        self._call("logging images", go)
+
+    def lookup_run(self, run_id: str) -> tuple[str, str | None] | None:
+        """(experiment id, id of its logged model or None) of a run in this store; None where it is not there
+        (a model trained without tracking or against another store): that is no tracking failure."""
+        if not self.enabled:
+            return None
+        try:
+            run = self._mlflow.MlflowClient().get_run(run_id)
+        except Exception:
+            return None
+        outputs = run.outputs.model_outputs if run.outputs else []
+        return run.info.experiment_id, (outputs[-1].model_id if outputs else None)
+
+    def link(self, experiment_id: str | None = None, run_id: str | None = None, model_id: str | None = None,
+             base: str = "") -> str:
+        """A UI address: '#/experiments/1/runs/ID?...' (relative, for descriptions), or absolute with `base`."""
+        path = f"#/experiments/{experiment_id or self.experiment_id}"
+        if run_id:
+            path += f"/runs/{run_id}"
+        if model_id:
+            path += f"/models/{model_id}"
+        return f"{base.rstrip('/')}/{path}{VIEW}" if base else f"{path}{VIEW}"
+
+    def ui_url(self, run_id: str | None = None) -> str | None:
+        """Where a person opens this run: the tracking server itself, or `mlflow ui`'s default address."""
+        if self.experiment_id is None or self._mlflow is None:
+            return None
+        uri = self.uri or ""
+        return self.link(run_id=run_id, base=uri if uri.startswith(("http://", "https://")) else LOCAL_UI)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         fn = self._mlflow and (self._mlflow.log_artifacts if path.is_dir() else self._mlflow.log_artifact)
@@ -113,6 +207,7 @@ class Tracker:
 
             info = log_model(model_dir, example=example, registered_model_name=self.register)
             self.model_uri, self.model_version = info.model_uri, info.registered_model_version
+            self.model_id = info.model_id
         except Exception as e:
             first = str(e).splitlines()[0][:200] if str(e) else ""
             self.warn(f"could not log the MLflow model ({type(e).__name__}: {first}); the model directory "
@@ -121,3 +216,80 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self._call("ending the run", lambda: self._mlflow.end_run(status=status))
+
+
+def _training_experiment(mlflow, name: str) -> str:
+    """The experiment's id, created as a model-training experiment; one made before (by an older anomalyvae or
+    by hand) gets the tags it lacks, and keeps any it has."""
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+        except Exception:  # another process created it first (a server store, which _store_lock cannot cover)
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
+
+
+# the metrics that go on the logged model's page and into the models table, per evaluation set
+MODEL_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "fpr")
+# what an evaluate run repeats of its model's config: enough to sort and compare evaluations by what was swept,
+# few enough that MLflow's image cards (which list every param above the image) keep room for the figure
+EVALUATE_PARAMS = ("dataset", "normal", "arch", "latent_dim", "seed", "score", "epochs", "limit")
+# the evaluation's figures as MLflow images, grouped under "figures/" on the run's Model metrics tab
+FIGURES = {"roc": "roc", "pr": "precision_recall", "histogram": "histogram", "reconstructions": "most_anomalous"}
+
+
+class EvaluateRun:
+    """The evaluate job's MLflow run: open while the evaluation works, linked to the model and its training run."""
+
+    def __init__(self, tracker: Tracker | None, det, test, y_true,
+                 model_dir: Path | None, folders: tuple[str, str] | None):
+        self.tracker = tracker
+        if tracker is None:
+            return
+        cfg = det.config_
+        normal = det.info_.get("normal_classes") or []
+        self.cfg, self.det = cfg, det
+        self.anomaly = lineage.anomaly_words(cfg, normal, folders)
+        train_run = det.info_.get("mlflow_run_id")
+        tracker.start(run_name=lineage.evaluate_run_name(cfg, self.anomaly),
+                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
+                            "anomalyvae.train_run_id": train_run or ""})
+        if not tracker.enabled:
+            return
+        self.data = lineage.test_input(cfg, test, y_true, normal, folders)
+        found = tracker.lookup_run(train_run) if train_run else None
+        self.train_link = tracker.link(found[0], run_id=train_run) if found else None
+        self.model_id = found[1] if found else None
+        self.model_link = tracker.link(found[0], model_id=self.model_id) if self.model_id else None
+        config = cfg.to_dict()
+        tracker.log_params({**{k: config[k] for k in EVALUATE_PARAMS}, "threshold": det.threshold_,
+                            "test_set": self.data.name, "n_test": len(y_true), "n_anomalies": int(y_true.sum())})
+        tracker.log_inputs([self.data], model_id=self.model_id)
+
+    def finish(self, result: dict[str, Any], out: Path, artifacts: list[Path]) -> None:
+        t = self.tracker
+        if t is None or not t.enabled:
+            return
+        flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in MODEL_METRICS}
+        flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
+        flat.update({f"auroc_class_{r['label']}": r["auroc"] for r in result["per_class"] if "auroc" in r})
+        t.log_model_metrics({k: result[k] for k in MODEL_METRICS}, self.data, self.model_id)
+        t.log_metrics(flat)
+        t.log_images({f"figures/{FIGURES.get(p.stem, p.stem)}": p for p in artifacts if p.suffix == ".png"})
+        t.log_artifact(out, "evaluation")
+        report = t.link(run_id=t.run_id).replace("?", "/artifacts/evaluation/report.html?")
+        t.describe(lineage.evaluate_description(self.cfg, self.det, result, self.data, self.anomaly,
+                                                self.train_link, self.model_link, report))
+        t.rename(lineage.evaluate_run_name(self.cfg, self.anomaly, result["auroc"]))
+        t.end("FINISHED")
+
+    def end(self, status: str) -> None:
+        if self.tracker is not None:
+            self.tracker.end(status)

@@ -50,6 +50,15 @@ def _tracker(experiment: str, uri: Optional[str], disabled: bool, register: Opti
                    warn=_warn, register=register)
 
 
+def _print_run(tracker) -> None:
+    """Where to see the run: the server's page, or `mlflow ui`'s default address for a local store."""
+    if not (tracker.run_id and tracker.enabled):
+        return
+    uri = tracker.uri or ""
+    how = "" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"
+    console.print(f"MLflow run {tracker.run_id}: {tracker.ui_url(tracker.run_id)}{how}", highlight=False, soft_wrap=True)
+
+
 def _device(device: Optional[str]) -> str:
     """Check --device before anything else is looked up, so its error is the one shown."""
     from anomalyvae.device import resolve
@@ -125,8 +134,7 @@ def train(
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
                   f"'{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} held-out normal images",
                   highlight=False)
-    if tracker.run_id and tracker.enabled:
-        console.print(f"MLflow run {tracker.run_id} ({tracker.uri})", highlight=False)
+    _print_run(tracker)
     if tracker.model_uri:
         also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
         console.print(f"MLflow model: runs:/{tracker.run_id}/detector{also}", highlight=False)
@@ -165,7 +173,7 @@ def evaluate(
         test = load_labelled_folders(normal_dir, anomaly_dir, det.config_.image_size)
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
     res = evaluate_detector(det, out or model_dir / "evaluation", test=test, data_dir=data_dir, tracker=tracker,
-                            model_dir=model_dir)
+                            model_dir=model_dir, folders=(str(normal_dir), str(anomaly_dir)) if normal_dir else None)
     if metrics_out is not None:
         atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
     table = Table(title=f"{model_dir}  ({res['n_test']} test images, {res['n_anomalies']} anomalies)")
@@ -183,6 +191,7 @@ def evaluate(
         console.print("AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['auroc']:.3f}" for r in per),
                       highlight=False)
     console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
+    _print_run(tracker)
 
 
 @app.command()

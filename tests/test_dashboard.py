@@ -1,0 +1,327 @@
+"""What a person sees in `mlflow ui` after `train` and `evaluate`: a model-training experiment, runs named for what
+they did, their datasets, metric histories, the logged model with its AUROC per test set, figures, and links
+between them; checked in the store and in a real browser (headless Chromium on a loopback `mlflow ui`).
+One small model is trained and evaluated once, through the CLI, into the default store of a fresh folder."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+PRINTED_UI = "http://127.0.0.1:5000"  # the address train/evaluate print for a local store (`mlflow ui`'s default)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("dashboard")
+
+
+@pytest.fixture(scope="module")
+def client(workdir):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+@pytest.fixture(scope="module")
+def trained(workdir, mnist_dir):
+    r = run_cli("train", "--normal", "0-8", "--limit", "600", "--epochs", "2", "--model", "mlp", "--data-dir",
+                mnist_dir, "--out", "models/m", cwd=workdir, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, workdir):
+    r = run_cli("evaluate", "--model", "models/m", cwd=workdir, env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    return r, json.loads((workdir / "models" / "m" / "evaluation" / "metrics.json").read_text())
+
+
+def printed_run_url(stdout: str) -> tuple[str, str]:
+    """(run id, page address) from the 'MLflow run ID: URL' line the CLI prints."""
+    m = re.search(r"MLflow run (\w+): (\S+)", stdout)
+    assert m, stdout
+    return m.group(1), m.group(2)
+
+
+def runs_by_job(client):
+    exp = client.get_experiment_by_name("anomalyvae")
+    return exp, {r.data.tags["anomalyvae.job"]: r for r in client.search_runs([exp.experiment_id])}
+
+
+def model_of(client, exp):
+    (model,) = client.search_logged_models([exp.experiment_id])
+    return model
+
+
+# -- the store: what MLflow was told ----------------------------------------------------------------------
+
+def test_the_experiment_is_a_model_training_experiment_ranked_by_auroc(trained, client):
+    tags = client.get_experiment_by_name("anomalyvae").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.experiment.primaryMetric.name"] == "auroc"
+    assert tags["mlflow.experiment.primaryMetric.greaterIsBetter"] == "true"
+    assert "anomalyvae" in tags["mlflow.note.content"]
+
+
+def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained, client, mnist_dir):
+    from anomalyvae.config import make_config
+    from anomalyvae.data import load_train
+    from anomalyvae.lineage import digest
+
+    exp, runs = runs_by_job(client)
+    run = runs["train"]
+    assert run.info.run_name == "train mnist normal 0-8 mlp"
+    assert "Trains a mlp VAE on mnist classes 0-8" in run.data.tags["mlflow.note.content"]
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"mnist-train-normal-0-8", "mnist-heldout-normal-0-8"}
+    train, held = inputs["mnist-train-normal-0-8"], inputs["mnist-heldout-normal-0-8"]
+    assert [t.value for t in train.tags] == ["training"] and [t.value for t in held.tags] == ["validation"]
+    source = json.loads(train.dataset.source)
+    assert source["uri"].endswith("train-images-idx3-ubyte.gz") and source["labels"].endswith("train-labels-idx1-ubyte.gz")
+    profile = json.loads(train.dataset.profile)
+    assert (profile["images"], profile["train_images"], profile["held_out_images"]) == (540, 540, 60)
+    assert profile["normal_classes"] == "0-8"
+    data = load_train(make_config(normal="0-8", limit=600, data_dir=str(mnist_dir)))
+    assert train.dataset.digest == digest(data.train.images, data.train.labels)  # the exact images trained on
+    assert held.dataset.digest == digest(data.val.images, data.val.labels)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]  # step = epoch
+    model = model_of(client, exp)
+    assert model.source_run_id == run.info.run_id and model.name == "detector"
+    assert model.params["latent_dim"] == "20" and model.params["normal"] == "0-8"
+    on_held_out = {m.key: m.dataset_name for m in model.metrics if m.run_id == run.info.run_id}
+    assert on_held_out["val_fpr"] == "mnist-heldout-normal-0-8"
+
+
+def test_evaluate_logs_its_metrics_on_the_model_per_test_set(evaluated, workdir, client):
+    _, result = evaluated
+    exp, runs = runs_by_job(client)
+    run, train = runs["evaluate"], runs["train"]
+    model = model_of(client, exp)
+    by_key = {m.key: m for m in model.metrics if m.run_id == run.info.run_id}
+    for key in ("auroc", "auprc", "f1"):
+        assert by_key[key].value == pytest.approx(result[key])
+        assert by_key[key].dataset_name == "mnist-test-anomaly-9"
+    (test_set,) = run.inputs.dataset_inputs
+    assert test_set.dataset.name == "mnist-test-anomaly-9" and [t.value for t in test_set.tags] == ["evaluation"]
+    assert json.loads(test_set.dataset.profile)["anomalies"] == result["n_anomalies"] == 1009
+    assert by_key["auroc"].dataset_digest == test_set.dataset.digest
+    assert [m.model_id for m in client.get_run(run.info.run_id).inputs.model_inputs] == [model.model_id]
+    assert run.info.run_name == f"evaluate mnist normal 0-8 mlp on digit 9: AUROC {result['auroc']:.2f}"
+    assert run.data.params["latent_dim"] == "20" and run.data.params["test_set"] == "mnist-test-anomaly-9"
+    note = run.data.tags["mlflow.note.content"]
+    assert f"(#/experiments/{exp.experiment_id}/runs/{train.info.run_id}?workflowType=machine_learning)" in note
+    assert f"/models/{model.model_id}?" in note and "/artifacts/evaluation/report.html?" in note
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    for figure in ("roc", "precision_recall", "histogram", "most_anomalous"):
+        assert any(p.startswith(f"images/figures~{figure}+") for p in images), images  # MLflow's name for key figures/...
+    assert "evaluation/report.html" in {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    # the run spans the evaluation: it began before the figures were drawn, not after everything was done
+    started = run.info.start_time / 1000
+    assert started <= (workdir / "models" / "m" / "evaluation" / "roc.png").stat().st_mtime <= run.info.end_time / 1000
+
+
+def test_an_experiment_made_before_gets_the_model_training_tags_and_keeps_its_own(tmp_path):
+    import mlflow
+
+    from anomalyvae.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.create_experiment("old", tags={"mlflow.note.content": "ours, by hand"})
+    t = Tracker("old", uri)
+    t.start("run")
+    t.end()
+    tags = client.get_experiment_by_name("old").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.note.content"] == "ours, by hand"
+
+
+def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tmp_path, tiny_detector):
+    import mlflow
+    import torch
+
+    from anomalyvae.data import Split
+    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.tracking import Tracker
+
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    test = Split(images, torch.tensor([0, 1] * 20))
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    warnings = []
+    res = evaluate_detector(tiny_detector, tmp_path / "ev", test=test, tracker=Tracker("e", uri, warn=warnings.append),
+                            folders=("good", "bad"))
+    assert not warnings
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("e").experiment_id])
+    assert run.info.status == "FINISHED" and run.inputs.dataset_inputs[0].dataset.name == "folders-good-vs-bad"
+    assert run.data.metrics["auroc"] == pytest.approx(res["auroc"]) and run.info.run_name.endswith(
+        f"on bad: AUROC {res['auroc']:.2f}")
+
+
+def test_the_benchmark_logs_one_flat_run_per_model(tmp_path, tiny_detector, monkeypatch):
+    import mlflow
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import detection
+
+    uri = f"sqlite:///{tmp_path / 'b.db'}"
+    tiny_detector.config_.tracking_uri, tiny_detector.config_.experiment = uri, "bench"
+    res = {"auroc": 0.9, "auprc": 0.8, "f1": 0.7, "fpr": 0.05, "n_test": 100, "n_anomalies": 10,
+           "scores": {"recon": {"auroc": 0.6, "auprc": 0.5}, "combined": {"auroc": 0.9, "auprc": 0.8}}}
+    detection.log_run(tiny_detector, res, "loo", 9, "anomalyvae", 12.0)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+    assert run.data.params["protocol"] == "loo" and run.data.params["class"] == "9"
+    assert run.data.params["seed"] == "0" and run.data.params["latent_dim"] == "4"
+    assert run.data.metrics["auroc"] == 0.9 and run.data.metrics["auroc_recon"] == 0.6
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == len(tiny_detector.history_)
+    assert run.info.run_name == "anomalyvae mnist loo class 9 seed 0: AUROC 0.900"
+
+
+# -- the browser: what a person sees ----------------------------------------------------------------------
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(evaluated, workdir):
+    """`mlflow ui` on loopback over the folder's mlflow.db, as a user starts it there; yields its address."""
+    if _chromium() is None:
+        pytest.skip("chromium is not installed (`make browser` installs it with apt-get where it runs as root)")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job workers for a read-only look
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(workdir / "ui.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (workdir / "ui.log").read_text()[-2000:]
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow ui did not answer within 90 s"
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+class _Page(HTMLParser):
+    """The visible text, the title and the link targets of a rendered page."""
+
+    def __init__(self):
+        super().__init__()
+        self.words, self.links, self.title, self._skip, self._in_title = [], [], "", 0, False
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("script", "style")
+        self._in_title = tag == "title" and not self.title  # the document's, not an SVG icon's
+        self.links += [v for k, v in attrs if k == "href" and v]
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("script", "style") and self._skip > 0
+        self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+        elif not self._skip:
+            self.words.append(data.strip())
+
+    @property
+    def text(self) -> str:
+        return " ".join(w for w in self.words if w)
+
+
+def render(url: str, profile: Path) -> _Page:
+    """The page as Chromium shows it after its scripts ran, in a fresh profile (the UI keeps its GenAI/Model
+    training switch in localStorage, so a used profile could hide what a new user sees)."""
+    r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "<html" in r.stdout.lower(), r.stderr[-2000:]
+    page = _Page()
+    page.feed(r.stdout)
+    return page
+
+
+GENAI_VIEW = ("Token Usage", "Detect Issues", "Agent versions", "Judges")  # MLflow's GenAI overview and its nav
+
+
+def test_the_printed_experiment_address_opens_the_runs_table_with_datasets(ui, trained, client, tmp_path):
+    exp, runs = runs_by_job(client)
+    run_id, url = printed_run_url(trained.stdout)
+    assert url.startswith(PRINTED_UI)
+    experiment_page = url.replace(PRINTED_UI, ui).replace(f"/runs/{run_id}", "")
+    page = render(experiment_page, tmp_path / "p")
+    assert page.title.startswith("Runs"), page.title  # not "Overview": the GenAI landing tab
+    assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
+    assert "train mnist normal 0-8 mlp" in page.text and "evaluate mnist normal 0-8 mlp on digit 9" in page.text
+    assert "2 matching runs" in page.text
+    train_digest = next(d.dataset.digest for d in runs["train"].inputs.dataset_inputs if d.dataset.name.startswith("mnist-train"))
+    assert f"mnist-train-normal-0-8 ({train_digest})" in page.text  # the runs table's Dataset column
+
+
+def test_the_printed_train_run_address_shows_its_datasets_description_and_model(ui, trained, tmp_path):
+    run_id, url = printed_run_url(trained.stdout)
+    page = render(url.replace(PRINTED_UI, ui), tmp_path / "p")
+    assert page.title.startswith(f"Run {run_id}"), page.title
+    assert "train mnist normal 0-8 mlp Overview Model metrics" in page.text, page.text[:3000]  # the page heading
+    assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
+    assert re.search(r"Datasets mnist-train-normal-0-8 \(\w{8}\) training", page.text, re.I), page.text[:3000]
+    assert "Trains a mlp VAE on mnist classes 0-8: 540 normal images, 60 more held out" in page.text
+    assert "Logged models" in page.text and "detector" in page.text
+
+
+def test_the_evaluate_run_and_the_model_page_show_the_auroc_on_the_test_set(ui, evaluated, client, tmp_path):
+    r, result = evaluated
+    exp, runs = runs_by_job(client)
+    run_id, url = printed_run_url(r.stdout)
+    assert run_id == runs["evaluate"].info.run_id
+    page = render(url.replace(PRINTED_UI, ui), tmp_path / "run")
+    heading = f"evaluate mnist normal 0-8 mlp on digit 9: AUROC {result['auroc']:.2f} Overview Model metrics"
+    assert heading in page.text, page.text[:3000]
+    assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
+    assert re.search(r"Datasets mnist-test-anomaly-9 \(\w{8}\) evaluation", page.text, re.I), page.text[:3000]
+    train_id = runs["train"].info.run_id
+    assert any(f"/runs/{train_id}" in link for link in page.links), page.links  # the link to the training run
+    model = model_of(client, exp)
+    page = render(f"{ui}/#/experiments/{exp.experiment_id}/models/{model.model_id}?workflowType=machine_learning",
+                  tmp_path / "model")
+    auroc = next(m for m in model.metrics if m.key == "auroc")
+    row = re.search(r"auroc mnist-test-anomaly-9 (?:\(#?\w+\) )?(evaluate mnist[^:]*: AUROC [\d.]+) ([\d.]+)", page.text)
+    assert row, page.text[:4000]
+    assert float(row.group(2)) == pytest.approx(auroc.value) == pytest.approx(result["auroc"])
