@@ -61,7 +61,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     tracker.start(run_name=lineage.train_run_name(cfg), run_id=run_id,
                   tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())},
                   description=lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()))
-    inputs = lineage.train_inputs(cfg, data.train, data.val) if tracker.enabled else []  # [training, held-out]
+    inputs = tracker.attempt("describing the datasets", lambda: lineage.train_inputs(cfg, data.train, data.val)) or []
     if not run_id:
         tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
         tracker.log_inputs(inputs)
@@ -95,8 +95,9 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     tracker.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.seconds})
     if inputs:  # the calibration, on the model's page: measured on the held-out normal images
         tracker.log_model_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"]}, inputs[1])
-    tracker.describe(lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()) + "\n\n"
-                     + lineage.train_outcome(det, tracker.model_id and tracker.link(model_id=tracker.model_id)))
+    tracker.attempt("describing the run", lambda: tracker.describe(
+        lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()) + "\n\n"
+        + lineage.train_outcome(det, tracker.model_id and tracker.link(model_id=tracker.model_id))))
     if result.stopped_by:
         tracker.end("KILLED")
         raise TrainingInterrupted(

@@ -124,6 +124,10 @@ class Tracker:
     def set_tags(self, tags: dict[str, Any]) -> None:
         self._call("setting tags", lambda: self._mlflow.set_tags({k: str(v) for k, v in tags.items()}))
 
+    def attempt(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run `fn` (work that only tracking needs) under the same guard as MLflow's calls."""
+        return self._call(what, fn)
+
     def describe(self, text: str) -> None:
         """The run's description (markdown, links included), shown at the top of its page."""
         self._call("describing the run", lambda: self._mlflow.set_tag(NOTE, text))
@@ -246,50 +250,54 @@ FIGURES = {"roc": "roc", "pr": "precision_recall", "histogram": "histogram", "re
 
 
 class EvaluateRun:
-    """The evaluate job's MLflow run: open while the evaluation works, linked to the model and its training run."""
+    """The evaluate job's MLflow run: open while the evaluation works, linked to the model, its training run and
+    the test set. Like every tracking step it can fail without failing the evaluation."""
 
-    def __init__(self, tracker: Tracker | None, det, test, y_true,
-                 model_dir: Path | None, folders: tuple[str, str] | None):
-        self.tracker = tracker
-        if tracker is None:
-            return
+    def __init__(self, tracker: Tracker | None, det, test, y_true, model_dir: Path | None,
+                 folders: tuple[str, str] | None):
         cfg = det.config_
-        normal = det.info_.get("normal_classes") or []
+        self.t = tracker if tracker is not None else Tracker(cfg.experiment, enabled=False)
         self.cfg, self.det = cfg, det
+        self.data = self.train_link = self.model_link = self.model_id = None
+        normal = det.info_.get("normal_classes") or []
         self.anomaly = lineage.anomaly_words(cfg, normal, folders)
         train_run = det.info_.get("mlflow_run_id")
-        tracker.start(run_name=lineage.evaluate_run_name(cfg, self.anomaly),
-                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
-                            "anomalyvae.train_run_id": train_run or ""})
-        if not tracker.enabled:
-            return
-        self.data = lineage.test_input(cfg, test, y_true, normal, folders)
-        found = tracker.lookup_run(train_run) if train_run else None
-        self.train_link = tracker.link(found[0], run_id=train_run) if found else None
-        self.model_id = found[1] if found else None
-        self.model_link = tracker.link(found[0], model_id=self.model_id) if self.model_id else None
-        config = cfg.to_dict()
-        tracker.log_params({**{k: config[k] for k in EVALUATE_PARAMS}, "threshold": det.threshold_,
-                            "test_set": self.data.name, "n_test": len(y_true), "n_anomalies": int(y_true.sum())})
-        tracker.log_inputs([self.data], model_id=self.model_id)
+        self.t.start(run_name=lineage.evaluate_run_name(cfg, self.anomaly),
+                     tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
+                           "anomalyvae.train_run_id": train_run or ""})
+
+        def inputs():
+            self.data = lineage.test_input(cfg, test, y_true, normal, folders)
+            found = self.t.lookup_run(train_run) if train_run else None
+            if found:
+                self.model_id = found[1]
+                self.train_link = self.t.link(found[0], run_id=train_run)
+                self.model_link = self.model_id and self.t.link(found[0], model_id=self.model_id)
+            config = cfg.to_dict()
+            self.t.log_params({**{k: config[k] for k in EVALUATE_PARAMS}, "threshold": det.threshold_,
+                               "test_set": self.data.name, "n_test": len(y_true), "n_anomalies": int(y_true.sum())})
+            self.t.log_inputs([self.data], model_id=self.model_id)
+
+        self.t.attempt("describing the test set", inputs)
 
     def finish(self, result: dict[str, Any], out: Path, artifacts: list[Path]) -> None:
-        t = self.tracker
-        if t is None or not t.enabled:
-            return
-        flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in MODEL_METRICS}
-        flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
-        flat.update({f"auroc_class_{r['label']}": r["auroc"] for r in result["per_class"] if "auroc" in r})
-        t.log_model_metrics({k: result[k] for k in MODEL_METRICS}, self.data, self.model_id)
-        t.log_metrics(flat)
-        t.log_images({f"figures/{FIGURES.get(p.stem, p.stem)}": p for p in artifacts if p.suffix == ".png"})
-        t.log_artifact(out, "evaluation")
-        report = t.link(run_id=t.run_id).replace("?", "/artifacts/evaluation/report.html?")
-        t.describe(lineage.evaluate_description(self.cfg, self.det, result, self.data, self.anomaly,
-                                                self.train_link, self.model_link, report))
-        t.rename(lineage.evaluate_run_name(self.cfg, self.anomaly, result["auroc"]))
+        t = self.t
+
+        def log():
+            flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in MODEL_METRICS}
+            flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
+            flat.update({f"auroc_class_{r['label']}": r["auroc"] for r in result["per_class"] if "auroc" in r})
+            t.log_model_metrics({k: result[k] for k in MODEL_METRICS}, self.data, self.model_id)
+            t.log_metrics(flat)
+            t.log_images({f"figures/{FIGURES.get(p.stem, p.stem)}": p for p in artifacts if p.suffix == ".png"})
+            t.log_artifact(out, "evaluation")
+            report = t.link(run_id=t.run_id).replace("?", "/artifacts/evaluation/report.html?")
+            t.describe(lineage.evaluate_description(self.cfg, self.det, result, self.data, self.anomaly,
+                                                    self.train_link, self.model_link, report))
+            t.rename(lineage.evaluate_run_name(self.cfg, self.anomaly, result["auroc"]))
+
+        t.attempt("logging the evaluation", log)
         t.end("FINISHED")
 
     def end(self, status: str) -> None:
-        if self.tracker is not None:
-            self.tracker.end(status)
+        self.t.end(status)

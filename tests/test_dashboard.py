@@ -152,14 +152,11 @@ def test_an_experiment_made_before_gets_the_model_training_tags_and_keeps_its_ow
 
 def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tmp_path, tiny_detector):
     import mlflow
-    import torch
 
-    from anomalyvae.data import Split
     from anomalyvae.pipeline import evaluate_detector
     from anomalyvae.tracking import Tracker
 
-    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    test = Split(images, torch.tensor([0, 1] * 20))
+    test = _random_test_split()
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     warnings = []
     res = evaluate_detector(tiny_detector, tmp_path / "ev", test=test, tracker=Tracker("e", uri, warn=warnings.append),
@@ -170,6 +167,46 @@ def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tm
     assert run.info.status == "FINISHED" and run.inputs.dataset_inputs[0].dataset.name == "folders-good-vs-bad"
     assert run.data.metrics["auroc"] == pytest.approx(res["auroc"]) and run.info.run_name.endswith(
         f"on bad: AUROC {res['auroc']:.2f}")
+
+
+def _random_test_split():
+    import torch
+
+    from anomalyvae.data import Split
+
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    return Split(images, torch.tensor([0, 1] * 20))
+
+
+def test_evaluate_with_the_tracking_server_down_warns_once_and_writes_everything(tmp_path, tiny_detector):
+    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.tracking import Tracker
+
+    warnings = []
+    res = evaluate_detector(tiny_detector, tmp_path / "ev", test=_random_test_split(),
+                            tracker=Tracker("e", f"http://127.0.0.1:{_free_port()}", warn=warnings.append))
+    assert len(warnings) == 1 and "continuing without tracking" in warnings[0]
+    assert (tmp_path / "ev" / "report.html").is_file() and json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert 0 <= res["auroc"] <= 1
+
+
+def test_an_evaluation_that_breaks_ends_its_run_failed(tmp_path, tiny_detector, monkeypatch):
+    import mlflow
+
+    from anomalyvae import plots
+    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.tracking import Tracker
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no figure today")
+
+    monkeypatch.setattr(plots, "curves", broken)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    with pytest.raises(RuntimeError, match="no figure today"):
+        evaluate_detector(tiny_detector, tmp_path / "ev", test=_random_test_split(), tracker=Tracker("e", uri))
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("e").experiment_id])
+    assert run.info.status == "FAILED" and mlflow.active_run() is None
 
 
 def test_the_benchmark_logs_one_flat_run_per_model(tmp_path, tiny_detector, monkeypatch):
