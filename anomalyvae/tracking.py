@@ -63,6 +63,7 @@ class Tracker:
         self.model_version: int | None = None  # its Model Registry version when registered
         self.model_id: str | None = None  # the LoggedModel that log_model created
         self.run_id: str | None = None
+        self.run_name: str | None = None
         self.experiment_id: str | None = None
         self.error: str | None = None
         self._mlflow = None
@@ -105,6 +106,7 @@ class Tracker:
                                        description=None if run_id else description)
             return run.info.run_id
 
+        self.run_name = run_name
         self.run_id = self._call("starting a run", go)
         if self.run_id is None:
             self.enabled = False
@@ -133,6 +135,7 @@ class Tracker:
         self._call("describing the run", lambda: self._mlflow.set_tag(NOTE, text))
 
     def rename(self, name: str) -> None:
+        self.run_name = name
         self._call("naming the run", lambda: self._mlflow.set_tag("mlflow.runName", name))
 
     def log_inputs(self, datasets: list, model_id: str | None = None) -> None:
@@ -275,7 +278,7 @@ class EvaluateRun:
                 self.model_link = self.model_id and self.t.link(found[0], model_id=self.model_id)
             config = cfg.to_dict()
             self.t.log_params({**{k: config[k] for k in EVALUATE_PARAMS}, "threshold": det.threshold_,
-                               "test_set": self.data.name, "n_test": len(y_true), "n_anomalies": int(y_true.sum())})
+                               "test_set": self.data.name})
             self.t.log_inputs([self.data], model_id=self.model_id)
 
         self.t.attempt("describing the test set", inputs)

@@ -52,38 +52,43 @@ def run_one(dataset: str, protocol: str, c: int, seed: int, data_dir: str | None
             workdir: Path, tracking: bool) -> list[dict]:
     cfg = make_config(dataset=dataset, data_dir=data_dir, normal=normal_spec(protocol, c), seed=seed,
                       experiment="anomalyvae-benchmarks", **overrides)
-    t0 = time.perf_counter()
-    det, out = train_detector(cfg, out=workdir / f"{label}-{protocol}-{c}-{seed}", log=lambda m: None)
-    wall = time.perf_counter() - t0
-    res = evaluate_detector(det, out / "evaluation", data_dir=data_dir, model_dir=out)
-    if tracking:
-        log_run(det, res, protocol, c, label, wall)
+    swept = "".join(f" {k}={v}" for k, v in overrides.items() if k not in ("tracking_uri", "experiment"))
+    run = Tracker(cfg.experiment, cfg.tracking_uri, enabled=tracking, warn=print)
+    run.start(run_name=f"{label}{swept} {dataset} {protocol} class {c} seed {seed}", tags={"anomalyvae.job": "benchmark"})
+    try:
+        t0 = time.perf_counter()
+        det, out = train_detector(cfg, out=workdir / f"{label}-{protocol}-{c}-{seed}", log=lambda m: None)
+        wall = time.perf_counter() - t0
+        res = evaluate_detector(det, out / "evaluation", data_dir=data_dir, model_dir=out)
+    except BaseException as e:
+        run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    log_run(run, det, res, protocol, c, label, wall)
     return [{"dataset": dataset, "protocol": protocol, "class": c, "seed": seed, "model": label, "score": name,
              "default": name == cfg.score, "auroc": r["auroc"], "auprc": r["auprc"],
              "train_seconds": round(det.info_["train_seconds"], 2), "wall_seconds": round(wall, 2)}
             for name, r in res["scores"].items()]
 
 
-def log_run(det, res: dict, protocol: str, c: int, label: str, wall: float) -> None:
+def log_run(run: Tracker, det, res: dict, protocol: str, c: int, label: str, wall: float) -> None:
     """One MLflow run per model, flat params (the whole config + protocol, class, model) and flat metrics
     (AUROC/AUPRC of the default score and of every score, times, per-epoch losses), so MLflow's compare view
-    lines runs of a sweep up by seed, latent_dim, score, ... against auroc (the experiment's primary metric)."""
+    lines runs of a sweep up by seed, latent_dim, score, ... against auroc (the experiment's primary metric).
+    The run was started before training, so its duration is the model's."""
     cfg = det.config_
-    t = Tracker(cfg.experiment, cfg.tracking_uri, warn=print)
-    t.start(run_name=f"{label} {cfg.dataset} {protocol} class {c} seed {cfg.seed}: AUROC {res['auroc']:.3f}",
-            tags={"anomalyvae.job": "benchmark"},
-            description=f"`benchmarks/detection.py`, protocol `{protocol}` ({PROTOCOLS[protocol]}), class {c}, "
-                        f"model {label}: trained on {det.info_['n_train']:,} normal images, evaluated on the "
-                        f"{cfg.dataset} test split ({res['n_test']:,} images, {res['n_anomalies']:,} anomalous).")
-    t.log_params({**cfg.to_dict(), "protocol": protocol, "class": c, "model": label})
-    t.log_metrics({"auroc": res["auroc"], "auprc": res["auprc"], "f1": res["f1"], "fpr": res["fpr"],
-                   **{f"auroc_{k}": r["auroc"] for k, r in res["scores"].items()},
-                   **{f"auprc_{k}": r["auprc"] for k, r in res["scores"].items()},
-                   "train_seconds": det.info_["train_seconds"], "wall_seconds": wall,
-                   "best_epoch": det.info_["best_epoch"], "val_fpr": det.info_["val_fpr"]})
+    run.describe(f"`benchmarks/detection.py`, protocol `{protocol}` ({PROTOCOLS[protocol]}), class {c}, model "
+                 f"{label}: trained on {det.info_['n_train']:,} normal images, evaluated on the {cfg.dataset} test "
+                 f"split ({res['n_test']:,} images, {res['n_anomalies']:,} anomalous).")
+    run.log_params({**cfg.to_dict(), "protocol": protocol, "class": c, "model": label})
+    run.log_metrics({"auroc": res["auroc"], "auprc": res["auprc"], "f1": res["f1"], "fpr": res["fpr"],
+                     **{f"auroc_{k}": r["auroc"] for k, r in res["scores"].items()},
+                     **{f"auprc_{k}": r["auprc"] for k, r in res["scores"].items()},
+                     "train_seconds": det.info_["train_seconds"], "wall_seconds": wall,
+                     "best_epoch": det.info_["best_epoch"], "val_fpr": det.info_["val_fpr"]})
     for h in det.history_:
-        t.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
-    t.end()
+        run.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
+    run.rename(f"{run.run_name}: AUROC {res['auroc']:.3f}")
+    run.end()
 
 
 def table(df: pd.DataFrame, dataset: str, protocol: str) -> str:

@@ -169,6 +169,25 @@ def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tm
         f"on bad: AUROC {res['auroc']:.2f}")
 
 
+def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
+    import torch
+
+    from anomalyvae.config import make_config
+    from anomalyvae.lineage import anomaly_words, digest, evaluate_run_name, train_run_name
+
+    mnist, fashion = make_config(normal="0-8"), make_config(dataset="fashion-mnist", normal="0-8")
+    assert train_run_name(mnist) == f"train mnist normal 0-8 {mnist.arch}"
+    assert anomaly_words(mnist, list(range(9))) == "digit 9"
+    assert anomaly_words(make_config(normal="3"), [3]) == "digits 0-2,4-9"
+    assert anomaly_words(fashion, list(range(9))) == "Ankle boot"
+    assert anomaly_words(mnist, [0], folders=("ok", "scratched")) == "scratched"
+    assert evaluate_run_name(mnist, "digit 9", 0.8049) == f"evaluate mnist normal 0-8 {mnist.arch} on digit 9: AUROC 0.80"
+    a = torch.zeros((3, 1, 4, 4), dtype=torch.uint8)
+    b = a.clone()
+    b[2, 0, 3, 3] = 1
+    assert digest(a) != digest(b) and digest(a) == digest(a.clone()) and len(digest(a)) == 8
+
+
 def _random_test_split():
     import torch
 
@@ -209,24 +228,28 @@ def test_an_evaluation_that_breaks_ends_its_run_failed(tmp_path, tiny_detector, 
     assert run.info.status == "FAILED" and mlflow.active_run() is None
 
 
-def test_the_benchmark_logs_one_flat_run_per_model(tmp_path, tiny_detector, monkeypatch):
+def test_the_benchmark_logs_one_flat_run_per_model(tmp_path, tiny_detector):
     import mlflow
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import detection
 
+    from anomalyvae.tracking import Tracker
+
     uri = f"sqlite:///{tmp_path / 'b.db'}"
-    tiny_detector.config_.tracking_uri, tiny_detector.config_.experiment = uri, "bench"
+    tracker = Tracker("bench", uri)
+    tracker.start("anomalyvae latent_dim=4 mnist loo class 9 seed 0")
     res = {"auroc": 0.9, "auprc": 0.8, "f1": 0.7, "fpr": 0.05, "n_test": 100, "n_anomalies": 10,
            "scores": {"recon": {"auroc": 0.6, "auprc": 0.5}, "combined": {"auroc": 0.9, "auprc": 0.8}}}
-    detection.log_run(tiny_detector, res, "loo", 9, "anomalyvae", 12.0)
+    detection.log_run(tracker, tiny_detector, res, "loo", 9, "anomalyvae", 12.0)
     client = mlflow.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
     assert run.data.params["protocol"] == "loo" and run.data.params["class"] == "9"
     assert run.data.params["seed"] == "0" and run.data.params["latent_dim"] == "4"
     assert run.data.metrics["auroc"] == 0.9 and run.data.metrics["auroc_recon"] == 0.6
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == len(tiny_detector.history_)
-    assert run.info.run_name == "anomalyvae mnist loo class 9 seed 0: AUROC 0.900"
+    assert run.info.run_name == "anomalyvae latent_dim=4 mnist loo class 9 seed 0: AUROC 0.900"
+    assert run.info.status == "FINISHED"
 
 
 # -- the browser: what a person sees ----------------------------------------------------------------------
