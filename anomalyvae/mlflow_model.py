@@ -102,7 +102,7 @@ def log_model(model_dir: str | Path, example: np.ndarray | None = None, register
             pip_requirements=requirements(),
             registered_model_name=registered_model_name,
             metadata={"anomalyvae_score": det.score_, "anomalyvae_threshold": det.threshold_},
-            model_type="anomaly-detector",  # shown in the models table beside the metrics
+            model_type="anomaly-detector",  # the LoggedModel's type in MLflow
         )
 
 

@@ -181,13 +181,16 @@ class Tracker:
         return run.info.experiment_id, (outputs[-1].model_id if outputs else None)
 
     def link(self, experiment_id: str | None = None, run_id: str | None = None, model_id: str | None = None,
-             base: str = "") -> str:
-        """A UI address: '#/experiments/1/runs/ID?...' (relative, for descriptions), or absolute with `base`."""
+             page: str = "", base: str = "") -> str:
+        """A UI address: '#/experiments/1/runs/ID?...' (relative, for descriptions), or absolute with `base`;
+        `page` is a run's tab, e.g. 'artifacts/evaluation/report.html'."""
         path = f"#/experiments/{experiment_id or self.experiment_id}"
         if run_id:
             path += f"/runs/{run_id}"
         if model_id:
             path += f"/models/{model_id}"
+        if page:
+            path += f"/{page}"
         return f"{base.rstrip('/')}/{path}{VIEW}" if base else f"{path}{VIEW}"
 
     def ui_url(self, run_id: str | None = None) -> str | None:
@@ -294,7 +297,7 @@ class EvaluateRun:
             t.log_metrics(flat)
             t.log_images({f"figures/{FIGURES.get(p.stem, p.stem)}": p for p in artifacts if p.suffix == ".png"})
             t.log_artifact(out, "evaluation")
-            report = t.link(run_id=t.run_id).replace("?", "/artifacts/evaluation/report.html?")
+            report = t.link(run_id=t.run_id, page="artifacts/evaluation/report.html")
             t.describe(lineage.evaluate_description(self.cfg, self.det, result, self.data, self.anomaly,
                                                     self.train_link, self.model_link, report))
             t.rename(lineage.evaluate_run_name(self.cfg, self.anomaly, result["auroc"]))
