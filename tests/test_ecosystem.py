@@ -233,9 +233,10 @@ def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(trai
     base = f"http://127.0.0.1:{port}"
     log = open(workdir / "ui.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=workdir, stdout=log,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=workdir, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
+                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job workers
+                                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
 
     def get(path, body=None):
         req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
