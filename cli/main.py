@@ -393,6 +393,8 @@ def _terminate(signum, frame) -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
+    global _debug, _stopped
+    _debug, _stopped = False, None  # main() may run more than once in a process (tests)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
