@@ -398,3 +398,20 @@ def test_from_python_a_kill_ends_the_process_and_no_except_exception_can_swallow
                        text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)
     assert r.returncode == -signal.SIGTERM, r.stdout + r.stderr
     assert "swallowed" not in r.stdout and "carried on" not in r.stdout
+
+
+def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the_readme_says(
+        tmp_path, mnist_dir, monkeypatch):
+    from conftest import ROOT
+
+    from anomalyvae.config import make_config
+    from anomalyvae.pipeline import train_detector
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    det, out = train_detector(make_config(**TINY, data_dir=str(mnist_dir), limit=300, epochs=1), tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no mlflow.db, no mlruns/
+    assert det.info_["mlflow_run_id"] is None
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "From Python, MLflow tracking is off unless you pass a `Tracker`; the CLI tracks unless `--no-tracking`" \
+        in readme
