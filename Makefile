@@ -2,10 +2,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# MNIST: the shared copy beside the checkout when there is one, else ./data (downloaded by torchvision).
-DATA   ?= $(firstword $(wildcard ../shared/datasets/mnist) data)
+# MNIST goes where anomalyvae looks by default, ./data, so the README's commands work as typed after
+# `make demo`: copied from DATA (the shared copy beside the checkout when there is one, or DATA=/path),
+# else downloaded there by torchvision. MNIST names the folder that holds the four files afterwards.
+DATA   ?= $(firstword $(wildcard ../shared/datasets/mnist))
+IDX     = train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz
+MNIST   = $(if $(DATA),data/mnist,data/MNIST/raw)
+# The demo's figure depends on the thread count (float sums); one thread makes it the same on every machine
+THREADS ?= 1
 
-.PHONY: setup browser demo test bench-speed bench-detection fashion-mnist clean
+.PHONY: setup data browser demo test bench-speed bench-detection fashion-mnist clean
 
 setup: $(VENV)/.installed
 
@@ -16,9 +22,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-demo: setup
-	$(BIN)/anomalyvae train --normal 0-8 --data-dir $(DATA)
-	$(BIN)/anomalyvae evaluate --metrics-out m.json
+data: $(addprefix $(MNIST)/,$(IDX))
+
+ifneq ($(DATA),)
+data/mnist/%.gz: $(DATA)/%.gz
+	@mkdir -p $(@D)
+	install -m 644 $< $@
+else
+$(addprefix $(MNIST)/,$(IDX)) &: | setup
+	$(BIN)/python -c "from pathlib import Path; from anomalyvae.data import locate; [locate('mnist', Path('data'), s) for s in ('train', 'test')]"
+endif
+
+# the README's "Use" commands, as typed there; images/ gets MNIST test digits for its `score images/`
+demo: setup data
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae train --normal 0-8
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae evaluate --metrics-out m.json
+	$(BIN)/python examples/mnist_pngs.py --out images
 
 # Debian's headless Chromium renders the HTML evaluation report in a test; apt needs root, elsewhere that test skips
 browser:
@@ -27,17 +46,17 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
 	  echo "note: chromium not installed (needs root and apt-get); the report's browser test will be skipped"
 
-test: setup browser
-	ANOMALYVAE_TEST_MNIST=$(abspath $(DATA)) $(BIN)/pytest -q
+test: setup browser data
+	ANOMALYVAE_TEST_MNIST=$(abspath $(MNIST)) $(BIN)/pytest -q
 
-bench-speed: setup
-	$(BIN)/python benchmarks/speed.py --data $(DATA)
+bench-speed: setup data
+	$(BIN)/python benchmarks/speed.py --data $(MNIST)
 
 # Issue 3's protocols, 3 seeds each (hours on a 2-core CPU); SEEDS=1 for a shorter run
 SEEDS ?= 3
-bench-detection: setup fashion-mnist
-	$(BIN)/python benchmarks/detection.py --dataset mnist --protocol loo --seeds $(SEEDS) --reference --data-dir $(DATA)
-	$(BIN)/python benchmarks/detection.py --dataset mnist --protocol oneclass --seeds $(SEEDS) --reference --data-dir $(DATA)
+bench-detection: setup data fashion-mnist
+	$(BIN)/python benchmarks/detection.py --dataset mnist --protocol loo --seeds $(SEEDS) --reference --data-dir $(MNIST)
+	$(BIN)/python benchmarks/detection.py --dataset mnist --protocol oneclass --seeds $(SEEDS) --reference --data-dir $(MNIST)
 	$(BIN)/python benchmarks/detection.py --dataset fashion-mnist --protocol oneclass --seeds $(SEEDS) --reference
 	$(BIN)/python benchmarks/detection.py --dataset fashion-mnist --protocol loo --seeds $(SEEDS) --reference
 

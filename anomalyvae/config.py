@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -136,25 +137,34 @@ def auto_epochs(n_train: int, batch_size: int, steps: int = 2300, lo: int = 6, h
     return max(lo, min(hi, -(-steps // per_epoch)))
 
 
+# PyYAML follows YAML 1.1, where a float needs a dot: `1e-3` is read as the string "1e-3"
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _coerce(name: str, value: Any, hint: str) -> Any:
-    """YAML gives ints where floats are meant and strings for '0-8'; accept those, refuse the rest."""
+    """YAML gives ints where floats are meant, strings for '0-8' and for '1e-3'; accept those, refuse the rest.
+
+    Raises ValueError with the reason; `update` names the source (the YAML file) in front of it.
+    """
     optional = "None" in hint
     if value is None:
         if optional:
             return None
-        raise AnomalyVAEError(f"config: '{name}' must not be empty")
+        raise ValueError(f"'{name}' must not be empty")
     base = hint.replace(" | None", "")
     if base == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base == "float" and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
         return float(value)
     if base == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
     if base == "str" and isinstance(value, (str, int)) and not isinstance(value, bool):
         return str(value)
-    raise AnomalyVAEError(f"config: '{name}' must be {base}, got {type(value).__name__} {value!r}")
+    raise ValueError(f"'{name}' must be {base}, got {type(value).__name__} {value!r}")
 
 
-def update(cfg: Config, values: dict[str, Any], source: str = "overrides") -> Config:
-    """Return a copy of cfg with values applied; unknown keys and wrong types are errors, not ignored."""
+def update(cfg: Config, values: dict[str, Any], source: str = "config") -> Config:
+    """Return a copy of cfg with values applied; unknown keys and wrong types are errors naming `source`."""
     hints = {f.name: f.type for f in fields(Config)}  # strings such as "int | None" (postponed annotations)
     changes = {}
     for key, value in values.items():
@@ -162,7 +172,10 @@ def update(cfg: Config, values: dict[str, Any], source: str = "overrides") -> Co
         if name not in hints:
             known = ", ".join(sorted(hints))
             raise AnomalyVAEError(f"{source}: unknown key '{key}'; known keys are: {known}")
-        changes[name] = _coerce(name, value, hints[name])
+        try:
+            changes[name] = _coerce(name, value, hints[name])
+        except ValueError as e:
+            raise AnomalyVAEError(f"{source}: {e}") from None
     return dataclasses.replace(cfg, **changes)
 
 

@@ -72,19 +72,40 @@ def locate(dataset: str, data_dir: Path, split: str, download: bool = True) -> t
         except Exception as e:  # no internet, proxy, mirror down: all end in the same advice
             reason = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
     names = ", ".join(s + ".gz" for pair in FILES.values() for s in pair)
-    hint = " or `apt-get install dataset-fashion-mnist`" if dataset == "fashion-mnist" else ""
+    where = f" (from {_mirror(dataset)})"
+    system = " or `apt-get install dataset-fashion-mnist`" if dataset == "fashion-mnist" else ""
     raise DataError(
-        f"{dataset} not found in {data_dir} ({reason}); put {names} in {data_dir} "
-        f"(or pass --data-dir / set ANOMALYVAE_DATA_DIR){hint}"
+        f"{dataset} not found in {data_dir} ({reason}); get {names}{where} and put them in "
+        f"{data_dir / dataset}, or pass --data-dir DIR (or set ANOMALYVAE_DATA_DIR) where they are{system}; "
+        f"in a checkout, `make demo DATA=/path/to/{dataset}` copies them into ./data/{dataset}"
     )
 
 
-def _download(dataset: str, data_dir: Path) -> None:
+def _torchvision_class(dataset: str):
     from torchvision import datasets
 
-    cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
-    for train in (True, False):
-        cls(root=str(data_dir), train=train, download=True)
+    return datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
+
+
+def _mirror(dataset: str) -> str:
+    cls = _torchvision_class(dataset)
+    return (getattr(cls, "mirrors", None) or [cls.resources[0][0].rsplit("/", 1)[0] + "/"])[0]
+
+
+def _download(dataset: str, data_dir: Path) -> None:
+    """torchvision's download into data_dir/<Name>/raw; a failed one leaves no empty folders behind."""
+    cls = _torchvision_class(dataset)
+    made = [p for p in (data_dir, data_dir / cls.__name__, data_dir / cls.__name__ / "raw") if not p.exists()]
+    try:
+        for train in (True, False):
+            cls(root=str(data_dir), train=train, download=True)
+    except BaseException:
+        for folder in reversed(made):  # only folders this download created, and only while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def load_idx_split(dataset: str, data_dir: Path, split: str, size: int = 28, download: bool = True) -> Split:

@@ -20,8 +20,12 @@ class ModelDirError(AnomalyVAEError):
     """A model directory is missing, from another version, tampered with or not ours."""
 
 
-class TrainingInterrupted(AnomalyVAEError):
-    """Training stopped by a signal; the best model so far was saved."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (or the CLI's SIGTERM); the best model so far was saved, the message says where.
+
+    A KeyboardInterrupt, not an Exception: a caller's `except Exception` must not swallow an interruption
+    and carry on as if the training had finished.
+    """
 
     exit_code = 130
 

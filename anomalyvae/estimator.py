@@ -193,7 +193,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     def fit_splits(self, cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
                    on_step: Callable | None = None, on_epoch: Callable | None = None, run_id: str | None = None,
-                   info: dict[str, Any] | None = None):
+                   info: dict[str, Any] | None = None, on_phase: Callable[[str], None] | None = None):
         """Fit network, latent model, normalisation and threshold on prepared splits; returns train.FitResult.
 
         `train` is normal data for the network and the latent model, `val` held-out normal data for early
@@ -217,6 +217,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         distributed.finish()
         if not result.history or not distributed.is_main():
             return result
+        if on_phase is not None:  # seconds of work after the last step: say so (the CLI prints it)
+            on_phase(f"calibrating: latent model on {len(train)} codes, threshold on {len(val)} held-out inputs")
         self.config_, self.model_, self.input_shape_ = cfg, result.model.eval(), shape
         self.score_, self.n_features_in_ = cfg.score, int(math.prod(shape))
         self.history_ = [dataclasses.asdict(h) for h in result.history]
@@ -312,6 +314,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                                     mean=dict(meta["score_mean"]), std=dict(meta["score_std"]))
             est.score_, est.threshold_ = cfg.score, float(meta["threshold"])
             est.offset_, est.info_ = -est.threshold_, dict(meta.get("info", {}))
+            est.created_ = meta.get("created")  # when it was saved: commands say which model they use
             est.n_features_in_, est.history_ = int(math.prod(shape)), []
             if meta.get("feature_names"):
                 est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)

@@ -8,7 +8,9 @@ different images can be compared.
 from __future__ import annotations
 
 import io
+import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +60,42 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def safe_name(path: str) -> str:
-    """imgs/a.png -> imgs__a.png.heatmap.png: the source path stays readable and names stay unique."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.strip("/").replace("/", "__"))
+def heatmap_name(path: str, roots: Sequence[str | os.PathLike] = ()) -> str:
+    """The file name of a path's heat map: the path relative to the scored folder that holds it (a file scored
+    by itself: its name), with / as __, and never a hidden name. `score ../imgs` gives sub__a.png.heatmap.png."""
+    rel = os.path.basename(path)
+    for root in map(os.fspath, roots):
+        if os.path.isdir(root):
+            inside = os.path.relpath(path, root)
+            if inside != ".." and not inside.startswith(".." + os.sep):
+                rel = inside
+                break
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", rel.replace(os.sep, "__")).lstrip("._")
     return (stem[:180] or "image") + ".heatmap.png"
 
 
-def write_flagged(det, csv: Path, out_dir: Path, chunk_size: int = 1024) -> list[Path]:
-    """A heat-map strip (input | reconstruction | error) for every row of a scores CSV flagged as anomalous.
+def annotate(strip: np.ndarray, text: str) -> np.ndarray:
+    """The strip with a band below it: `text` (the score) on the left, under the error map a colour bar
+    from 0 to VMAX nats, so a single PNG says what it shows."""
+    from PIL import Image, ImageDraw
+
+    h, w = strip.shape[:2]
+    bar_w = w // 3 - 8
+    band = Image.new("RGB", (w, 30), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    draw.text((4, 9), text, fill=(0, 0, 0))
+    ramp = _colour(np.linspace(0, VMAX, bar_w)[None, :].repeat(8, axis=0))
+    band.paste(Image.fromarray(ramp), (w - bar_w - 4, 3))
+    draw.text((w - bar_w - 4, 13), "0", fill=(0, 0, 0))
+    label = f"{VMAX:g} nats"
+    draw.text((w - 4 - draw.textlength(label), 13), label, fill=(0, 0, 0))
+    return np.concatenate([strip, np.asarray(band)], axis=0)
+
+
+def write_flagged(det, csv: Path, out_dir: Path, roots: Sequence[str | os.PathLike] = (),
+                  chunk_size: int = 1024) -> list[Path]:
+    """A heat-map strip (input | reconstruction | error, with the score and a colour bar) for every row of a
+    scores CSV flagged as anomalous, named by `heatmap_name` relative to `roots`, the paths that were scored.
 
     Reads the CSV in chunks and re-decodes only the flagged files, so memory stays bounded for any size.
     """
@@ -75,14 +105,23 @@ def write_flagged(det, csv: Path, out_dir: Path, chunk_size: int = 1024) -> list
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    taken: set[str] = set()
     for frame in pd.read_csv(csv, chunksize=chunk_size, keep_default_na=False):
-        flagged = frame[frame["is_anomaly"].astype(str).str.lower() == "true"]["path"].tolist()
-        if not flagged:
+        rows = frame[frame["is_anomaly"].astype(str).str.lower() == "true"]
+        if rows.empty:
             continue
+        flagged = rows["path"].tolist()
         images = as_nchw(np.stack([load_image(p, det.config_.image_size) for p in flagged]))
         recs, errs = pixel_errors(det.model_, images)
-        for path, img, rec, err in zip(flagged, as_display(images).numpy(), recs, errs):
-            target = out_dir / safe_name(path)
-            target.write_bytes(png_bytes(panel(img, rec, err)))
-            written.append(target)
+        for path, value, img, rec, err in zip(flagged, rows[det.score_].astype(float), as_display(images).numpy(),
+                                              recs, errs):
+            name = heatmap_name(path, roots)
+            stem, n = name[:-len(".heatmap.png")], 1
+            while name in taken:  # two scored folders may hold the same relative path
+                n += 1
+                name = f"{stem}-{n}.heatmap.png"
+            taken.add(name)
+            text = f"{det.score_} {value:.2f} > threshold {det.threshold_:.2f}"
+            (out_dir / name).write_bytes(png_bytes(annotate(panel(img, rec, err), text)))
+            written.append(out_dir / name)
     return written

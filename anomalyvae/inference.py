@@ -73,9 +73,24 @@ def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size
         yield frame
 
 
+def check_paths(paths: Iterable[str | os.PathLike]) -> list:
+    """The paths, refused with one DataError when any of them does not exist."""
+    paths = list(paths)
+    missing = [display_path(p) for p in paths if not os.path.exists(p)]
+    if missing:
+        raise DataError(f"{', '.join(missing)}: no such file or folder; check the path"
+                        + ("s" if len(missing) > 1 else ""))
+    return paths
+
+
 def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path | None = None, top_k: int = 20,
                 on_chunk: Callable[[int], None] | None = None, chunk_size: int = 1024) -> ScoreSummary:
-    """Stream scores to `csv` (written to a temp file, renamed when complete); keep only a top-k in memory."""
+    """Stream scores to `csv` (written to a temp file, renamed when complete); keep only a top-k in memory.
+
+    A path given that does not exist is a DataError before anything is written (a typo must not look like
+    a scored file); files that exist but cannot be decoded, inside folders or named, are error rows.
+    """
+    paths = check_paths(paths)
     summary = ScoreSummary(csv)
     heap: list[tuple[float, int, dict]] = []
     tmp = None

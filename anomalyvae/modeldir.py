@@ -122,3 +122,20 @@ def latest_model(root: str | Path = "models") -> Path:
     if not found:
         raise ModelDirError(f"no trained model under {root}/; run `anomalyvae train` first or pass --model DIR")
     return found[-1].parent
+
+
+def describe(est, source: str | os.PathLike) -> str:
+    """One line naming the model a command uses: where it came from, what it learned as normal, when it was
+    saved, so `evaluate` and `score` never use the newest model without saying which."""
+    from .classes import format_classes
+
+    cfg, info = est.config_, est.info_
+    if cfg.dataset == "folder" and cfg.train_dir:
+        what = f"{cfg.arch} VAE on the normal images in {cfg.train_dir}"
+    elif info.get("normal_classes"):
+        what = f"{cfg.arch} VAE on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
+    else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded
+        what = f"{cfg.arch} VAE fitted on {info.get('n_train', '?')} {cfg.input_kind} (AnomalyVAE.fit)"
+    created = getattr(est, "created_", None)
+    when = f", saved {created.replace('T', ' ').replace('+00:00', ' UTC')}" if created else ""
+    return f"model {os.fspath(source)}: {what}{when}"

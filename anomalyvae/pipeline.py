@@ -22,6 +22,7 @@ from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterr
 from .estimator import AnomalyVAE
 from .images import load_folder
 from .scores import available
+from .resume import check as resume_check, describe_changes
 from .tracking import EvaluateRun, Tracker
 from .train import EpochStats, checkpoint_run_id
 
@@ -34,13 +35,23 @@ def default_out(cfg: Config) -> Path:
 
 def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, tracker: Tracker | None = None,
                    on_step: Callable | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
-                   log: Callable[[str], None] = print) -> tuple[AnomalyVAE | None, Path]:
+                   log: Callable[[str], None] = print,
+                   on_phase: Callable[[str], None] | None = None) -> tuple[AnomalyVAE | None, Path]:
     """Train on normal data and write a complete model directory; returns the detector and its folder.
 
-    The model directory is written before anything is uploaded, so a tracking failure never loses a model.
-    Raises TrainingInterrupted / TrainingDiverged after saving the best model so far, when there is one.
+    Tracking is off unless a `tracker` is given (the CLI passes one: it tracks by default). The model
+    directory is written before anything is uploaded, so a tracking failure never loses a model.
+    `log` gets warnings, `on_phase` one line as each step after training begins (calibrate, save, upload).
+    Ctrl-C (a KeyboardInterrupt) saves the best model so far, then raises TrainingInterrupted, itself a
+    KeyboardInterrupt; TrainingDiverged likewise keeps the best model. No signal handlers are installed.
+    `resume=True` continues the checkpoint in `out`: `cfg` must agree with the configuration it was started
+    with (`resume.resume_config(out)` returns it), except the settings in `resume.MAY_CHANGE`.
     Under torchrun (see `distributed`) only rank 0 tracks, calibrates and saves; other ranks return (None, out).
     """
+    def say(line: str) -> None:
+        if on_phase is not None:
+            on_phase(line)
+
     out = Path(out) if out is not None else default_out(cfg)
     device.resolve(cfg.device)  # a missing GPU is reported before minutes of data loading, not after
     if resume and not out.exists():
@@ -56,6 +67,9 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     if cfg.epochs is None:
         cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(data.train), cfg.batch_size))
     cfg = dataclasses.replace(cfg, channels=data.train.images.shape[1])
+    changes = resume_check(out, cfg) if resume else {}  # before anything is written
+    if resume:
+        say(f"resuming {out}" + (f" with {describe_changes(changes)}" if changes else " with its own settings"))
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
     tracker.start(run_name=lineage.train_run_name(cfg), run_id=run_id,
@@ -65,6 +79,8 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     if not run_id:
         tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
         tracker.log_inputs(inputs)
+    if changes:  # MLflow params cannot change; the run says what the resumed part ran with
+        tracker.set_tags({"anomalyvae.resumed_with": describe_changes(changes)})
 
     def epoch_done(s: EpochStats) -> None:
         tracker.log_metrics({k: v for k, v in asdict(s).items() if k != "epoch"}, step=s.epoch)
@@ -78,7 +94,8 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     }
     det = AnomalyVAE.from_config(cfg)
     result = det.fit_splits(cfg, data.train, data.val, out=out if distributed.is_main() else None, resume=resume,
-                            on_step=on_step, on_epoch=epoch_done, run_id=tracker.run_id, info=info)
+                            on_step=on_step, on_epoch=epoch_done, run_id=tracker.run_id, info=info,
+                            on_phase=say)
     if not distributed.is_main():
         return None, out
     if not result.history:
@@ -86,8 +103,11 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         if result.diverged:
             raise TrainingDiverged(f"{result.diverged} before any epoch completed; nothing saved. Lower --lr")
         raise TrainingInterrupted(f"stopped by {result.stopped_by} before the first epoch completed; nothing saved")
+    say(f"saving the model to {out}")
     det.save(out)
     (out / "history.json").write_text(json.dumps([asdict(h) for h in result.history], indent=1))
+    if tracker.enabled:
+        say(f"logging the run and the model to MLflow ({tracker.uri})")
     tracker.log_artifact(out / "model.safetensors", "model")
     tracker.log_artifact(out / "model.json", "model")
     tracker.log_artifact(out / "history.json", "model")

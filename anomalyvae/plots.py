@@ -34,10 +34,10 @@ def curves(y_true: np.ndarray, scores: dict[str, np.ndarray], out: Path, default
         xlabel, ylabel, title = (("false-positive rate", "true-positive rate", "ROC") if name == "roc"
                                  else ("recall", "precision", "Precision-recall"))
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title} on the test split", xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(loc="lower right" if name == "roc" else "lower left")
-        fig.tight_layout()
+        # below the axes, not on them: seven curves' labels covered the precision-recall curves they name
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize="small", frameon=False)
         paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1], dpi=110)
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return paths
 

@@ -21,8 +21,18 @@ table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px; 
 th { text-align: left; background: #f6f6f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .kpi { display: flex; gap: 14px; flex-wrap: wrap; } .kpi div { background: #f4f6fa; padding: 8px 14px; border-radius: 6px; }
 .kpi b { display: block; font-size: 20px; } .figs img { max-width: 49%; } .anom { color: #b00; }
+.tp { color: #060; } .fp, .fn { color: #b00; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; } figcaption { font-size: 12px; color: #555; }
 """
+
+
+# (is an anomaly, is flagged) -> CSS class, caption, what the image is
+OUTCOMES = {
+    (True, True): ("tp", "true positive", "an anomaly, flagged"),
+    (False, True): ("fp", "false positive", "normal, flagged"),
+    (True, False): ("fn", "missed anomaly", "an anomaly, below the threshold"),
+    (False, False): ("tn", "not flagged", "normal, below the threshold"),
+}
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -47,14 +57,18 @@ def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: 
     cfg = det.config_
     order = np.argsort(-scores)[:top]
     recs, errs = heatmaps.pixel_errors(det.model_, images[torch.from_numpy(order.copy())])
-    tiles = []
+    # the evaluation knows each class's truth: say which of the top images are right to be flagged
+    truth = {r["label"]: r["anomaly"] for r in result["per_class"]}
+    tiles, outcomes = [], []
     for rank, (i, rec, err) in enumerate(zip(order, recs, errs), 1):
         label = int(labels[i])
         name = names[label] if names and 0 <= label < len(names) else str(label)
-        flag = "anomaly" if scores[i] > det.threshold_ else "normal"
+        outcome = OUTCOMES[(truth.get(label, False), bool(scores[i] > det.threshold_))]
+        outcomes.append(outcome)
         tiles.append(f"<figure>{_img(heatmaps.png_bytes(heatmaps.panel(heatmaps.as_display(images[i:i + 1])[0].numpy(), rec, err)), f'test image {i}')}"
-                     f"<figcaption>#{rank}: test image {i}, class {html.escape(name)}, {det.score_} "
-                     f"{scores[i]:.2f}, flagged {flag}</figcaption></figure>")
+                     f"<figcaption>#{rank}: <b class=\"{outcome[0]}\">{outcome[1]}</b>: test image {i}, class "
+                     f"{html.escape(name)} ({outcome[2]}), {det.score_} {scores[i]:.2f}</figcaption></figure>")
+    tally = ", ".join(f"{outcomes.count(o)} {o[1]}" for o in OUTCOMES.values() if o in outcomes)
     kpis = [("AUROC", result["auroc"]), ("AUPRC", result["auprc"]), ("threshold", result["threshold"]),
             ("FPR on test normals", result["fpr"]), ("target FPR", cfg.fpr),
             ("FPR on held-out normals", det.info_.get("val_fpr", float("nan"))),
@@ -81,8 +95,8 @@ tp {result['tp']}, fp {result['fp']}, tn {result['tn']}, fn {result['fn']}.</p>
 <h2>ROC and precision-recall curves, score histograms</h2><div class="figs">{figs}</div>
 <h2>Per class</h2>{_table(['class', 'role', 'n', f'mean {det.score_}', 'AUROC vs normals'], class_rows, 2)}
 <h2>The {len(order)} most anomalous test images</h2>
-<p>Each: input | reconstruction at z = mu | per-pixel error -log p(x<sub>i</sub> | z) (black 0, yellow
-&ge; {heatmaps.VMAX:g} nats).</p><div class="grid">{''.join(tiles)}</div>
+<p>{tally}. Each: input | reconstruction at z = mu | per-pixel error -log p(x<sub>i</sub> | z) (black 0,
+yellow &ge; {heatmaps.VMAX:g} nats).</p><div class="grid">{''.join(tiles)}</div>
 </body></html>
 """
     path = Path(out) / "report.html"

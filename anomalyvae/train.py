@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,7 +40,7 @@ class FitResult:
     model: torch.nn.Module  # the best model (lowest validation negative ELBO)
     history: list[EpochStats]
     best_epoch: int
-    stopped_by: str | None = None  # 'SIGINT' / 'SIGTERM' when interrupted
+    stopped_by: str | None = None  # what interrupted it: the KeyboardInterrupt's message, else 'Ctrl-C'
     diverged: str | None = None  # what went non-finite, when it did
     seconds: float = 0.0
 
@@ -59,31 +58,6 @@ class _State:
     run_id: str | None = None
 
 
-class StopSignals:
-    """SIGINT/SIGTERM set a flag the loop checks after each step; a second SIGINT stops at once."""
-
-    def __init__(self):
-        self.received: str | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 @torch.no_grad()
 def evaluate_loss(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[float, float, float]:
     """Mean negative ELBO, reconstruction and KL per input, with fixed noise."""
@@ -97,7 +71,7 @@ def evaluate_loss(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[
     return rec + kl, rec, kl
 
 
-def _save_checkpoint(path: Path, model, best, opt, gen: torch.Generator, st: _State) -> None:
+def _save_checkpoint(path: Path, cfg: Config, model, best, opt, gen: torch.Generator, st: _State) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best.state_dict().items()})
     osd = opt.state_dict()
@@ -108,7 +82,11 @@ def _save_checkpoint(path: Path, model, best, opt, gen: torch.Generator, st: _St
     dev = device.of(model)
     if dev.type == "cuda":  # the training noise is drawn there
         tensors["rng.cuda"] = torch.cuda.get_rng_state(dev)
-    write_tensors(path, tensors, {"kind": "checkpoint", "state": asdict(st), "param_groups": osd["param_groups"]})
+    # the configuration it was started with, so --resume continues this training and no other (resume.py);
+    # batch_size is the global batch, as the user gave it, not this process's share under torchrun
+    config = {**cfg.to_dict(), "batch_size": cfg.batch_size * distributed.world_size()}
+    write_tensors(path, tensors, {"kind": "checkpoint", "state": asdict(st), "param_groups": osd["param_groups"],
+                                  "config": config})
 
 
 def _load_checkpoint(path: Path, model, best, opt, gen: torch.Generator) -> _State:
@@ -159,8 +137,11 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
     # the training images live where the model does (as uint8: 38 MB for MNIST), so batches need no copy
     flat, shape = train.images.flatten(1).to(dev), train.images.shape[1:]
     stopped_by = diverged = None
-    with StopSignals() as signals:
-        while st.epoch < cfg.epochs and st.bad_epochs <= cfg.patience and not (stopped_by or diverged):
+    # No signal handlers here: a library leaves the process's signals alone. Ctrl-C is a KeyboardInterrupt
+    # wherever it lands; the completed epochs (and the best model among them) are kept and returned, and the
+    # caller re-raises after saving. The CLI raises it from on_step, so there it lands between two steps.
+    try:
+        while st.epoch < cfg.epochs and st.bad_epochs <= cfg.patience and not diverged:
             t0 = time.perf_counter()
             model.train()
             beta = min(1.0, (st.epoch + 1) / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs else 1.0
@@ -185,10 +166,7 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
                 sums[1] += kl_f
                 if on_step is not None:
                     on_step(st.epoch + 1, i + 1, steps, loss_f)
-                if signals.received:
-                    stopped_by = signals.received
-                    break
-            if stopped_by or diverged:
+            if diverged:
                 break  # the epoch is incomplete: the checkpoint keeps the last complete one
             val_loss, val_rec, val_kl = evaluate_loss(model, val.images)
             if not math.isfinite(val_loss):
@@ -202,14 +180,17 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
             history.append(stats)
             st.history = [asdict(h) for h in history]
             if val_loss < st.best_val:
+                # a new copy swapped in with one assignment: an interrupt can never leave `best` half-copied
+                best = copy.deepcopy(model)
                 st.best_val, st.best_epoch, st.bad_epochs = val_loss, st.epoch, 0
-                best.load_state_dict(model.state_dict())
             else:
                 st.bad_epochs += 1
             if ckpt is not None:
-                _save_checkpoint(ckpt, model, best, opt, gen, st)
+                _save_checkpoint(ckpt, cfg, model, best, opt, gen, st)
             if on_epoch is not None:
                 on_epoch(stats)
+    except KeyboardInterrupt as e:
+        stopped_by = str(e) or "Ctrl-C"
     return FitResult(best.eval(), history, st.best_epoch, stopped_by, diverged, st.seconds)
 
 

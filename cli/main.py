@@ -1,6 +1,7 @@
 """anomalyvae's commands. Each one parses flags into the library's Config, calls the library and prints.
 
-Heavy imports (torch, mlflow) happen inside the commands so that `anomalyvae --help` stays instant.
+Heavy imports (torch, mlflow) happen inside the commands so that `anomalyvae --help` stays instant; the
+names and defaults shown in --help come from the torch-free Config and score registry, never retyped.
 """
 
 from __future__ import annotations
@@ -13,30 +14,93 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+from anomalyvae import __version__
+from anomalyvae.config import ARCHS, DATASETS, Config
+from anomalyvae.resume import MAY_CHANGE
+from anomalyvae.scores import NAMES as SCORE_NAMES
+
+class _Command(TyperCommand):
+    """Types in --help as a person reads them: typer 0.29 labels the help flag <bool> and a variadic argument
+    with its annotation, <list[Path]>; a flag takes no value, and the argument's name (PATH) says what it takes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None
+
+    def get_help_option(self, ctx):
+        return _no_type(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx):
+        return _no_type(super().get_help_option(ctx))
+
+
+def _no_type(option):
+    if option is not None:
+        option.metavar = ""
+    return option
+
 
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
     help="Find anomalies by variational-autoencoder reconstruction. "
          "Typical use: train, then evaluate, then score; review runs with `mlflow ui`.",
 )
 console = Console(soft_wrap=True)  # long paths and messages stay on one line, for grep and logs
 err = Console(stderr=True, soft_wrap=True)
 _debug = False
+_stopped: Optional[str] = None  # how an interrupted training ended: where its model is, how to resume
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file with Config keys (see configs/); flags override it.")
-TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db].")
-NoTrackOpt = typer.Option(False, "--no-tracking", help="Do not log to MLflow.")
-ModelDirOpt = typer.Option(None, "--model", "-m", help="Model directory [default: the newest under models/].")
-DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps [default: auto, a CUDA GPU when there is one].")
+
+def _help(text: str, default: object = None) -> str:
+    """Help text ending in its default. Escaped: rich reads "[default: 0-8]" as markup and deletes it."""
+    return escape(text if default is None else f"{text} [default: {default}]")
+
+
+def _flag(name: str, help: str) -> typer.Option:
+    return typer.Option(False, name, help=escape(help), metavar="")  # a flag takes no value: no <bool>
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", metavar="FILE",
+                         help=_help("YAML file of Config keys (see configs/); flags override it.", "none"))
+TrackingOpt = typer.Option(None, "--tracking-uri", metavar="URI",
+                           help=_help("MLflow tracking URI.", "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"))
+NoTrackOpt = _flag("--no-tracking", "Do not log to MLflow (train and evaluate track by default).")
+ModelOpt = typer.Option(None, "--model", "-m", metavar="DIR|URI", help=_help(
+    "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/detector).", "the newest under models/"))
+DeviceOpt = typer.Option(None, "--device", metavar="DEVICE", help=_help(
+    "auto | cpu | cuda | cuda:N | mps; auto takes a CUDA GPU when there is one.", Config.device))
+DebugOpt = _flag("--debug", "Show full tracebacks on errors.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"anomalyvae {__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _root(debug: bool = DebugOpt,
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
+                                       help="Print the version and exit.")) -> None:
+    _set_debug(debug)
+
+
+def _set_debug(debug: bool) -> None:
+    """--debug works before and after the command's name."""
     global _debug
-    _debug = debug
+    _debug = _debug or debug
 
 
 def _warn(message: str) -> None:
@@ -67,66 +131,135 @@ def _device(device: Optional[str]) -> str:
     return device or "auto"
 
 
-def _model_dir(model: Optional[Path]) -> Path:
-    from anomalyvae.modeldir import latest_model
+def _load(model: Optional[str], tracking_uri: Optional[str], device: str):
+    """The model asked for, else the newest under models/; says which, so no command uses one silently."""
+    from anomalyvae.mlflow_model import load_detector
+    from anomalyvae.modeldir import describe, latest_model
 
-    return model if model is not None else latest_model()
+    source = model if model is not None else latest_model()
+    det = load_detector(source, tracking_uri, device)
+    console.print(describe(det, source), highlight=False)
+    return det, source
 
 
-@app.command()
+class _Stopper:
+    """The CLI's Ctrl-C and SIGTERM while it trains (the library installs no handlers).
+
+    Before the first step: abort at once (nothing to keep). During training: say at once what happens, and
+    stop after the current batch (on_step raises KeyboardInterrupt there; the library then saves the best
+    model so far). After training: finish saving. A second signal always aborts at once.
+    """
+
+    def __init__(self):
+        self.received: Optional[str] = None
+        self.phase = "loading"  # loading -> training -> finishing
+
+    def handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received or self.phase == "loading":
+            raise KeyboardInterrupt
+        self.received = name
+        what = ("stopping after this batch; then the best model so far is calibrated, saved and logged"
+                if self.phase == "training" else "finishing: the model is being saved")
+        err.print(f"{name}: {what} (Ctrl-C again to abort)", highlight=False)
+
+    def on_step(self) -> None:
+        self.phase = "training"
+        if self.received:
+            raise KeyboardInterrupt(self.received)
+
+    def __enter__(self):
+        self._old = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@app.command(cls=_Command)
 def train(
-    normal: Optional[str] = typer.Option(None, "--normal", "-n", help="Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7 [default: 0-8]."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="mnist | fashion-mnist | folder [default: mnist]."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the IDX files [default: $ANOMALYVAE_DATA_DIR, else ./data]."),
-    train_dir: Optional[str] = typer.Option(None, "--train-dir", help="With --dataset folder: a folder of normal images."),
-    arch: Optional[str] = typer.Option(None, "--model", help="Architecture: mlp | conv [default: conv]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Maximum epochs (early stopping may end sooner)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Makes the run reproducible."),
-    fpr: Optional[float] = typer.Option(None, "--fpr", help="Target false-positive rate for the threshold [default: 0.05]."),
-    score: Optional[str] = typer.Option(None, "--score", help="Score the threshold applies to: recon | elbo | iwae | latent | combined."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many normal training images (quick runs)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Model directory to write [default: models/<dataset>-<classes>-<arch>-<time>]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training in --out from its last complete epoch."),
-    register: Optional[str] = typer.Option(None, "--register", help="Also register the MLflow model under this name in the Model Registry."),
+    normal: Optional[str] = typer.Option(None, "--normal", "-n", metavar="CLASSES", help=_help(
+        "Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7; every other class is an anomaly.", Config.normal)),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", metavar="NAME", help=_help(
+        " | ".join(DATASETS) + ".", Config.dataset)),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help=_help(
+        "Folder with the dataset's IDX files.", "$ANOMALYVAE_DATA_DIR, else ./data")),
+    train_dir: Optional[str] = typer.Option(None, "--train-dir", metavar="DIR", help=_help(
+        "With --dataset folder: a folder of normal images.", "none")),
+    arch: Optional[str] = typer.Option(None, "--arch", metavar="ARCH", help=_help(
+        "Architecture: " + " | ".join(ARCHS) + "; auto is conv for images of side >= 16, else mlp.", Config.arch)),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", metavar="N", help=_help(
+        "Maximum epochs (early stopping may end sooner).", "auto, about 2,300 optimiser steps, 6 to 30 epochs")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="N", help=_help(
+        "Training images per optimiser step.", Config.batch_size)),
+    lr: Optional[float] = typer.Option(None, "--lr", metavar="X", help=_help("Adam learning rate.", Config.lr)),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help=_help(
+        "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
+    fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
+        "Target false-positive rate of the threshold on held-out normal data.", Config.fpr)),
+    score: Optional[str] = typer.Option(None, "--score", metavar="NAME", help=_help(
+        "Score the threshold applies to: " + " | ".join(SCORE_NAMES) + ".", Config.score)),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help=_help(
+        "Use at most this many normal training images (quick runs).", "all")),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help=_help(
+        "Model directory to write.", "models/<dataset>-normal<classes>-<arch>-<time>")),
+    resume: bool = _flag("--resume", "Continue the interrupted training in --out from its last complete epoch "
+                         "with the settings it was started with; given again, only these may differ: "
+                         + ", ".join(MAY_CHANGE) + "."),
+    register: Optional[str] = typer.Option(None, "--register", metavar="NAME", help=_help(
+        "Also register the MLflow model under this name in the Model Registry.", "none")),
     device: Optional[str] = DeviceOpt,
     config: Optional[Path] = ConfigOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
+    debug: bool = DebugOpt,
 ) -> None:
     """Learn what "normal" looks like from normal data only; writes one model directory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from anomalyvae.config import make_config
+    from anomalyvae.errors import AnomalyVAEError, TrainingInterrupted
     from anomalyvae.pipeline import train_detector
+    from anomalyvae.resume import resume_config
 
+    _set_debug(debug)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
-    cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
-                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
-                      device=device, tracking_uri=tracking_uri)
+    given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch, epochs=epochs,
+                 batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit, device=device,
+                 tracking_uri=tracking_uri)
+    cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     if register and no_tracking:
-        from anomalyvae.errors import AnomalyVAEError
-
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar, _Stopper() as stop:
         task = bar.add_task("train", total=None, epoch=0, loss=float("nan"), val="-")
 
         def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
             if step == 1 or step % 20 == 0 or step == steps:
                 bar.update(task, completed=step, total=steps, epoch=epoch, loss=loss)
+            stop.on_step()
 
         def on_epoch(s) -> None:
             bar.update(task, val=f"{s.val_loss:.2f}")
             bar.console.print(f"epoch {s.epoch:3d}  loss {s.loss:8.2f}  recon {s.recon:8.2f}  kl {s.kl:6.2f}  "
                               f"val {s.val_loss:8.2f}  ({s.seconds:.1f}s)", highlight=False)
 
-        det, model_dir = train_detector(cfg, out, resume, tracker, on_step=on_step, on_epoch=on_epoch,
-                                        log=_warn)
+        def on_phase(line: str) -> None:
+            if stop.phase == "training":  # a phase after the steps: calibrating, saving, logging
+                stop.phase = "finishing"
+            bar.console.print(line, highlight=False)
+
+        try:
+            det, model_dir = train_detector(cfg, out, resume, tracker, on_step=on_step, on_epoch=on_epoch,
+                                            log=_warn, on_phase=on_phase)
+        except TrainingInterrupted as e:
+            global _stopped  # typer turns any KeyboardInterrupt into exit code 130: keep what main() reports
+            _stopped = str(e)
+            raise
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
     info = det.info_
@@ -141,42 +274,50 @@ def train(
     console.print(f"model: {model_dir}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def evaluate(
-    model: Optional[Path] = ModelDirOpt,
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset's test files are [default: as trained]."),
-    normal_dir: Optional[Path] = typer.Option(None, "--normal-dir", help="Test on a folder of normal images (with --anomaly-dir)."),
-    anomaly_dir: Optional[Path] = typer.Option(None, "--anomaly-dir", help="Test on a folder of anomalous images (with --normal-dir)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for plots and metrics [default: MODEL/evaluation]."),
-    metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", help="Also write the metrics JSON here."),
+    model: Optional[str] = ModelOpt,
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help=_help(
+        "Where the dataset's test files are.", "as trained")),
+    normal_dir: Optional[Path] = typer.Option(None, "--normal-dir", metavar="DIR", help=_help(
+        "Test on a folder of normal images (with --anomaly-dir).", "the dataset's test split")),
+    anomaly_dir: Optional[Path] = typer.Option(None, "--anomaly-dir", metavar="DIR", help=_help(
+        "Test on a folder of anomalous images (with --normal-dir).", "the dataset's test split")),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help=_help(
+        "Folder for the report, plots and metrics.", "MODEL/evaluation, or ./evaluation for a URI")),
+    metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", metavar="FILE", help=_help(
+        "Also write the metrics JSON here.", "none")),
     device: Optional[str] = DeviceOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
+    debug: bool = DebugOpt,
 ) -> None:
-    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with plots."""
+    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with a report."""
     import json
 
     from rich.table import Table
 
     from anomalyvae.errors import AnomalyVAEError
-    from anomalyvae.estimator import AnomalyVAE
+    from anomalyvae.mlflow_model import is_model_uri
     from anomalyvae.modeldir import atomic_write_bytes
     from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
 
+    _set_debug(debug)
     device = _device(device)
-    model_dir = _model_dir(model)
-    det = AnomalyVAE.load(model_dir, device)
-    test = None
     if (normal_dir is None) != (anomaly_dir is None):
         raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
+    det, source = _load(model, tracking_uri, device)
+    model_dir = None if is_model_uri(source) else Path(source)
+    test = None
     if normal_dir is not None:
         test = load_labelled_folders(normal_dir, anomaly_dir, det.config_.image_size)
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
-    res = evaluate_detector(det, out or model_dir / "evaluation", test=test, data_dir=data_dir, tracker=tracker,
-                            model_dir=model_dir, folders=(str(normal_dir), str(anomaly_dir)) if normal_dir else None)
+    res = evaluate_detector(det, out or (model_dir / "evaluation" if model_dir else Path("evaluation")), test=test,
+                            data_dir=data_dir, tracker=tracker, model_dir=model_dir,
+                            folders=(str(normal_dir), str(anomaly_dir)) if normal_dir else None)
     if metrics_out is not None:
         atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
-    table = Table(title=f"{model_dir}  ({res['n_test']} test images, {res['n_anomalies']} anomalies)")
+    table = Table(title=f"{source}  ({res['n_test']} test images, {res['n_anomalies']} anomalies)")
     for col in ("score", "AUROC", "AUPRC"):
         table.add_column(col, justify="right" if col != "score" else "left")
     for name, r in res["scores"].items():
@@ -194,28 +335,31 @@ def evaluate(
     _print_run(tracker)
 
 
-@app.command()
+@app.command(cls=_Command)
 def score(
-    paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory, or an MLflow model URI "
-                                        "(models:/NAME/1, runs:/RUN_ID/detector) [default: the newest under models/]."),
-    out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="CSV with one row per file."),
-    top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --model URIs [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db]."),
-    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="Write input | reconstruction | per-pixel error PNGs of each flagged image here."),
+    paths: list[Path] = typer.Argument(..., metavar="PATH", help=escape(
+        "Image files and/or folders (searched recursively).")),
+    model: Optional[str] = ModelOpt,
+    out: Path = typer.Option(Path("scores.csv"), "--out", "-o", metavar="FILE", help="CSV with one row per file."),
+    top: int = typer.Option(20, "--top", metavar="N", help="Rows shown on screen (the most anomalous)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help=_help(
+        "MLflow tracking URI for --model URIs.", "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")),
+    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", metavar="DIR", help=_help(
+        "Write an input | reconstruction | per-pixel error PNG of each flagged image here.", "none")),
     device: Optional[str] = DeviceOpt,
+    debug: bool = DebugOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from anomalyvae.errors import DataError
-    from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.inference import score_paths
-    from anomalyvae.mlflow_model import load_detector
+    from anomalyvae.inference import check_paths, score_paths
 
+    _set_debug(debug)
     device = _device(device)
-    det = load_detector(model, tracking_uri, device) if model is not None else AnomalyVAE.load(_model_dir(None), device)
+    check_paths(paths)  # a typo is reported before a model is loaded
+    det, _ = _load(model, tracking_uri, device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("score", total=None)
@@ -235,7 +379,7 @@ def score(
     if heatmaps is not None:
         from anomalyvae.heatmaps import write_flagged
 
-        maps = write_flagged(det, out, heatmaps)
+        maps = write_flagged(det, out, heatmaps, roots=paths)
         console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
     console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
@@ -259,6 +403,8 @@ def _terminate(signum, frame) -> None:
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a documented non-zero exit code."""
+    global _debug, _stopped
+    _debug, _stopped = False, None  # main() may run more than once in a process (tests)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
@@ -277,7 +423,7 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         if isinstance(e, (click.exceptions.Abort, typer.Abort, KeyboardInterrupt)):
-            err.print("interrupted")
+            err.print(f"interrupted: {_stopped}" if _stopped else "interrupted", highlight=False)
             sys.exit(130)
         from anomalyvae.errors import AnomalyVAEError
 

@@ -38,6 +38,8 @@ def test_evaluate_reports_metrics_and_plots_for_the_latest_model(trained, workdi
     model_dir, _ = trained
     r = run_cli("evaluate", "--metrics-out", "m.json", cwd=workdir)
     assert r.returncode == 0, r.stderr
+    saved = json.loads((model_dir / "model.json").read_text())["created"].replace("T", " ").replace("+00:00", " UTC")
+    assert r.stdout.startswith(f"model models/small: conv VAE on mnist, normal classes 0-8, saved {saved}\n")
     m = json.loads((workdir / "m.json").read_text())
     for key in ("auroc", "auprc", "f1", "precision", "recall", "fpr", "threshold"):
         assert key in m and np.isfinite(m[key])
@@ -80,6 +82,7 @@ def test_score_a_folder_with_a_corrupt_file_returns_every_row(trained, workdir, 
     (folder / "readme.txt").write_text("not an image, not listed")
     r = run_cli("score", "images", "--out", "scores.csv", cwd=workdir)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("model models/small: conv VAE on mnist, normal classes 0-8, saved ")
     df = pd.read_csv(workdir / "scores.csv", keep_default_na=False)
     assert len(df) == 21
     assert list(df.columns) == ["path", "recon", "elbo", "blur", "latent", "knn", "combined", "is_anomaly", "error"]
@@ -90,12 +93,21 @@ def test_score_a_folder_with_a_corrupt_file_returns_every_row(trained, workdir, 
     assert "21 files" in r.stdout and "1 unreadable" in r.stdout
 
 
-def test_score_single_files_and_a_missing_path(trained, workdir, write_png):
+def test_score_single_files_an_undecodable_one_is_an_error_row(trained, workdir, write_png, tmp_path):
     png = write_png("one.png")
-    r = run_cli("score", png, workdir / "nope.png", "--out", "two.csv", cwd=workdir)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
+    r = run_cli("score", png, tmp_path / "broken.png", "--out", "two.csv", cwd=workdir)
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(workdir / "two.csv", keep_default_na=False)
-    assert list(df["error"]) == ["", "does not exist"]
+    assert df["error"].iloc[0] == "" and df["error"].iloc[1] != ""
+    assert "2 files: " in r.stdout and "1 unreadable" in r.stdout
+
+
+def test_score_a_path_that_does_not_exist_is_one_line_exit_2_and_writes_nothing(trained, workdir, write_png):
+    png = write_png("one.png")
+    r = run_cli("score", png, "missing.png", "--out", "three.csv", cwd=workdir)
+    assert r.returncode == 2 and r.stderr.strip() == "error: missing.png: no such file or folder; check the path"
+    assert not (workdir / "three.csv").exists()
 
 
 @pytest.mark.parametrize("args, words", [
@@ -113,9 +125,35 @@ def test_bad_input_is_one_clear_line_and_a_non_zero_exit(trained, workdir, args,
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_missing_dataset_without_internet_names_the_files_and_the_fix(tmp_path):
-    r = run_cli("train", "--data-dir", tmp_path / "empty", "--no-tracking", cwd=tmp_path,
+def test_missing_dataset_without_internet_says_how_to_get_it_and_leaves_no_folders(tmp_path):
+    r = run_cli("train", "--no-tracking", cwd=tmp_path,
                 env={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
-    assert r.returncode == 2
-    assert "train-images-idx3-ubyte.gz" in r.stderr and "--data-dir" in r.stderr
-    assert not (tmp_path / "models").exists()
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    for words in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "https://", "data/mnist",
+                  "--data-dir", "ANOMALYVAE_DATA_DIR", "make demo DATA="):
+        assert words in r.stderr, words
+    assert list(tmp_path.iterdir()) == []  # no data/MNIST/raw, no models/: nothing half-made
+
+
+def test_the_readme_use_commands_are_what_make_demo_runs_and_work_after_its_data_step(tmp_path, mnist_dir):
+    """`make demo`, then the README's lines as typed: the Makefile runs those lines, after putting MNIST in
+    ./data, where anomalyvae looks by default, and with one thread so that its figure repeats."""
+    import re
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    use = (ROOT / "README.md").read_text().split("## Use", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    typed = [line.split("#")[0].strip() for line in use.splitlines() if line.startswith("anomalyvae ")]
+    assert [t.split()[1] for t in typed] == ["train", "evaluate", "score"]
+    recipe = subprocess.run(["make", "-n", "demo", f"DATA={mnist_dir}"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    ran = [re.sub(r"^OMP_NUM_THREADS=1 \S*/?anomalyvae", "anomalyvae", line) for line in recipe.splitlines()]
+    assert typed[0] in ran and typed[1] in ran and "images" in recipe  # score's images/ is written too
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    made = subprocess.run(["make", "data", f"DATA={mnist_dir}"], cwd=tmp_path, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    quick = typed[0].split()[1:] + ["--limit", "300", "--epochs", "1", "--no-tracking"]
+    r = run_cli(*quick, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

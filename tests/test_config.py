@@ -4,9 +4,14 @@ from anomalyvae.config import Config, make_config
 from anomalyvae.errors import AnomalyVAEError
 
 
-def test_defaults_validate():
-    assert make_config() == Config().validate()
-    assert make_config(arch="mlp").latent_dim == 20 and make_config().latent_dim == 16
+def test_defaults_are_the_dataclass_defaults_with_auto_values_resolved():
+    cfg, raw = make_config(), Config()
+    resolved = {"arch": "conv", "latent_dim": 16, "combine": "blur,knn,latent"}  # 28 px images: conv
+    assert {k: getattr(raw, k) for k in resolved} == {"arch": "auto", "latent_dim": None, "combine": None}
+    assert {k: getattr(cfg, k) for k in resolved} == resolved
+    assert {k: v for k, v in cfg.to_dict().items() if k not in resolved} == \
+           {k: v for k, v in raw.to_dict().items() if k not in resolved}
+    assert make_config(arch="mlp").latent_dim == 20 and make_config(image_size=8).arch == "mlp"
 
 
 def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path):
@@ -23,10 +28,32 @@ def test_unknown_yaml_key_is_an_error_naming_it(tmp_path):
         make_config(f)
 
 
-def test_wrong_type_is_an_error(tmp_path):
+def test_wrong_type_is_an_error_naming_the_file(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("epochs: many\n")
-    with pytest.raises(AnomalyVAEError, match="'epochs' must be int"):
+    with pytest.raises(AnomalyVAEError, match=f"^{f}: 'epochs' must be int, got str 'many'"):
+        make_config(f)
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("1E-3", 1e-3), ("5e+2", 500.0), ("-2.5e-1", -0.25),
+                                         (".5", 0.5), ("3", 3.0)])
+def test_yaml_numbers_in_exponent_form_are_floats(tmp_path, text, value):
+    import yaml
+
+    f = tmp_path / "c.yaml"
+    f.write_text(f"lr: {text}\n")
+    if text in ("1e-3", "1E-3", "5e+2"):
+        assert isinstance(yaml.safe_load(f.read_text())["lr"], str)  # PyYAML (YAML 1.1) reads these as text
+    from anomalyvae.config import load_yaml, update
+
+    assert update(Config(), load_yaml(f), source=str(f)).lr == value
+
+
+@pytest.mark.parametrize("text", ["fast", "1e", "e3", "1e-3x", "nan", "inf", "0x10", "1_000"])
+def test_text_that_is_not_a_number_is_still_refused_for_a_float(tmp_path, text):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"lr: '{text}'\n")
+    with pytest.raises(AnomalyVAEError, match=f"^{f}: 'lr' must be float"):
         make_config(f)
 
 

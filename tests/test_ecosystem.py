@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +72,15 @@ def test_pyfunc_model_predicts_scores_and_flags_like_the_detector(trained, track
     mlflow.set_tracking_uri(tracking_uri)
     expected, det = _expected(model_dir, test_images)
     flat = test_images.reshape(len(test_images), -1)
+    read_only = flat.copy()
+    read_only.flags.writeable = False  # as MLflow's schema enforcement and serving hand arrays over
     for uri in (f"runs:/{run_id}/detector", f"models:/{REGISTERED}/1"):
         model = mlflow.pyfunc.load_model(uri)
-        for data in (flat, pd.DataFrame(flat)):
-            out = model.predict(data)
+        for data in (flat, read_only, pd.DataFrame(flat)):
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                out = model.predict(data)
+            assert not [str(w.message) for w in seen]  # no warnings in normal use
             assert list(out.columns) == [*det.default_scores(), "is_anomaly"]
             for k in det.default_scores():
                 np.testing.assert_allclose(out[k].to_numpy(), expected[k], rtol=1e-5)
@@ -154,9 +160,9 @@ def test_score_writes_heat_maps_and_loads_the_model_from_mlflow(trained, workdir
     local = pd.read_csv(workdir / "local.csv")
     flagged = sorted(Path(p).name for p in local.loc[local["is_anomaly"].astype(bool), "path"])
     maps = sorted((workdir / "maps").iterdir())
-    assert flagged and [m.name for m in maps] == [f"images__{f}.heatmap.png" for f in flagged]
-    with Image.open(maps[0]) as im:
-        assert im.size == ((3 * 28 + 4) * 4, 28 * 4) and im.mode == "RGB"  # input | reconstruction | error
+    assert flagged and [m.name for m in maps] == [f"{f}.heatmap.png" for f in flagged]  # inside images/
+    with Image.open(maps[0]) as im:  # input | reconstruction | error, and a band with score and colour bar
+        assert im.size[0] == (3 * 28 + 4) * 4 and im.size[1] > 28 * 4 and im.mode == "RGB"
     r = run_cli("score", "images", "--model", f"models:/{REGISTERED}/1", "--out", "remote.csv", cwd=workdir)
     assert r.returncode == 0, r.stderr
     pd.testing.assert_frame_equal(pd.read_csv(workdir / "remote.csv"), local)
@@ -177,9 +183,10 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow(trained, workdir, tracking_uri, mnist_dir):
-    import mlflow
-
+@pytest.fixture(scope="module")
+def report(trained, workdir, mnist_dir):
+    """`evaluate` on labelled folders, once: the report the tests below read, render and fetch from MLflow.
+    When it fails, each of them errors with its output (never a skip)."""
     from anomalyvae.idx import read_idx
 
     images, labels = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz"), read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
@@ -190,7 +197,12 @@ def test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow(trained, 
     r = run_cli("evaluate", "--model", trained[0], "--normal-dir", "eval/normal", "--anomaly-dir", "eval/anomaly",
                 "--out", "evaluation", cwd=workdir)
     assert r.returncode == 0, r.stderr
-    report = workdir / "evaluation" / "report.html"
+    return workdir / "evaluation" / "report.html"
+
+
+def test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow(report, tracking_uri):
+    import mlflow
+
     page = report.read_text()
     for words in ("ROC", "precision-recall", "histogram", "Per class", "most anomalous", "threshold", "FPR on test normals"):
         assert words in page
@@ -206,13 +218,10 @@ def test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow(trained, 
     assert run.data.metrics["auroc"] > 0
 
 
-def test_the_report_renders_in_headless_chromium(trained, workdir):
+def test_the_report_renders_in_headless_chromium(report, workdir):
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium is not installed (make setup installs it with apt-get where it runs as root)")
-    report = workdir / "evaluation" / "report.html"
-    if not report.exists():
-        pytest.skip("needs the report of test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow")
     shot = workdir / "report.png"
     r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                         "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
@@ -225,10 +234,7 @@ def test_the_report_renders_in_headless_chromium(trained, workdir):
     assert (rgb.min(axis=2) < 100).mean() > 0.02  # dark pixels: text and images, not a blank page
 
 
-def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(trained, workdir, tracking_uri):
-    report = workdir / "evaluation" / "report.html"
-    if not report.exists():
-        pytest.skip("needs the report of test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow")
+def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(report, workdir, tracking_uri):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(workdir / "ui.log", "wb")
@@ -274,3 +280,14 @@ def test_a_failure_while_logging_the_model_only_warns(tmp_path):
     assert t.log_model(tmp_path / "no-such-model") is None
     assert warnings and "could not log the MLflow model" in warnings[0]
     assert t.enabled  # unlike other failures, tracking stays on: the run still gets its metrics and status
+
+
+def test_evaluate_takes_an_mlflow_model_uri_and_says_which_model_it_used(trained, workdir, tracking_uri, report):
+    r = run_cli("evaluate", "--model", f"models:/{REGISTERED}/1", "--normal-dir", "eval/normal", "--anomaly-dir",
+                "eval/anomaly", "--out", "evaluation-uri", "--no-tracking", cwd=workdir,
+                env={"MLFLOW_TRACKING_URI": tracking_uri})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"model models:/{REGISTERED}/1: conv VAE on mnist, normal classes 0-8, saved ")
+    local = json.loads((workdir / "evaluation" / "metrics.json").read_text())
+    remote = json.loads((workdir / "evaluation-uri" / "metrics.json").read_text())
+    assert remote["auroc"] == local["auroc"] and remote["threshold"] == local["threshold"]

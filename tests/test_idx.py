@@ -69,22 +69,40 @@ def test_missing_file_is_a_data_error(tmp_path):
         read_idx(tmp_path / "nope.gz")
 
 
+def assert_reads_exactly(raw: bytes, out: np.ndarray) -> None:
+    """What parsed must be what the bytes say: re-encoded with its type code, it is the same file."""
+    assert out.ndim == raw[3] and idx_bytes(out, raw[2]) == raw
+
+
 @settings(max_examples=300)
 @given(st.binary(max_size=64))
-def test_random_bytes_raise_only_data_error(raw):
+def test_random_bytes_raise_only_data_error_or_read_exactly(raw):
     try:
-        parse_idx(raw)
+        out = parse_idx(raw)
     except DataError:
-        pass
+        return
+    assert_reads_exactly(raw, out)
 
 
 @settings(max_examples=200)
 @given(st.binary(max_size=40))
-def test_random_bytes_after_a_valid_magic_raise_only_data_error(tail):
+def test_random_bytes_after_a_valid_magic_raise_only_data_error_or_read_exactly(tail):
+    raw = b"\x00\x00\x08\x02" + tail
     try:
-        parse_idx(b"\x00\x00\x08\x02" + tail)
+        out = parse_idx(raw)
     except DataError:
-        pass
+        return
+    assert_reads_exactly(raw, out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4), st.integers(0, 4), st.data())
+def test_a_header_with_exactly_enough_data_reads_exactly(rows, cols, data):
+    body = data.draw(st.binary(min_size=rows * cols, max_size=rows * cols))
+    raw = b"\x00\x00\x08\x02" + rows.to_bytes(4, "big") + cols.to_bytes(4, "big") + body
+    out = parse_idx(raw)
+    assert out.shape == (rows, cols) and out.tobytes() == body
+    assert_reads_exactly(raw, out)
 
 
 _CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
@@ -114,11 +132,13 @@ def test_every_cut_of_a_valid_file_is_refused(a, data):
 def test_random_gzip_content_or_broken_gzip_raises_only_data_error(raw, compress):
     import tempfile
 
+    data = gzip.compress(raw) if compress else b"\x1f\x8b" + raw
     with tempfile.TemporaryDirectory() as d:
         path = f"{d}/x.gz"
         with open(path, "wb") as f:
-            f.write(gzip.compress(raw) if compress else b"\x1f\x8b" + raw)
+            f.write(data)
         try:
-            read_idx(path)
+            out = read_idx(path)
         except DataError:
-            pass
+            return
+    assert_reads_exactly(gzip.decompress(data), out)

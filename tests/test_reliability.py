@@ -123,6 +123,10 @@ def test_a_signal_saves_the_best_model_marks_the_run_killed_and_exits_130(tmp_pa
     code, text = finish(proc)
     assert code == 130, text
     assert f"stopped by {sig.name}" in text and "--resume" in text and "Traceback" not in text
+    # said at once, then each step of the wait (calibration, saving, MLflow took 25-30 s on MNIST, silently)
+    said = [text.index(words) for words in (f"{sig.name}: stopping after this batch", "calibrating",
+                                             "saving the model", "logging the run", "interrupted: stopped by")]
+    assert said == sorted(said), text
     det = AnomalyVAE.load(out)
     assert 1 <= det.info_["epochs_run"] < 200
     assert len(json.loads((out / "history.json").read_text())) == det.info_["epochs_run"]
@@ -340,3 +344,74 @@ def test_ctrl_c_outside_the_training_loop_is_exit_130(tmp_path, cli, monkeypatch
     monkeypatch.setattr(AnomalyVAE, "load", interrupted)
     code, _, err = cli("score", tmp_path, "--model", tmp_path)
     assert code == 130 and err.strip() == "interrupted"
+
+
+# -- signals from Python: the library leaves them alone ---------------------------------------------------
+
+def test_from_python_the_signal_handlers_are_untouched_and_ctrl_c_saves_then_raises_keyboard_interrupt(
+        tmp_path, mnist_dir):
+    from anomalyvae.config import make_config
+    from anomalyvae.errors import TrainingInterrupted
+    from anomalyvae.pipeline import train_detector
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    seen = []
+
+    def on_step(epoch, step, steps, loss):
+        seen.append({sig: signal.getsignal(sig) for sig in before})
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered by Python's own handler
+            time.sleep(1)  # the handler runs within a few bytecodes; never reached
+
+    cfg = make_config(**TINY, data_dir=str(mnist_dir), limit=600, epochs=5)
+    with pytest.raises(KeyboardInterrupt) as info:
+        try:
+            train_detector(cfg, tmp_path / "m", on_step=on_step)
+        except Exception:  # what a caller's catch-all sees: nothing
+            pytest.fail("an interruption was raised as an ordinary Exception")
+    assert seen and all(handlers == before for handlers in seen)
+    assert isinstance(info.value, TrainingInterrupted) and "best model so far saved" in str(info.value)
+    assert AnomalyVAE.load(tmp_path / "m").info_["epochs_run"] == 1
+
+
+_SIGTERM_FROM_PYTHON = """
+import os, signal, sys
+from anomalyvae.config import make_config
+from anomalyvae.pipeline import train_detector
+
+def on_step(epoch, step, steps, loss):
+    if epoch == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+cfg = make_config(arch="mlp", hidden=32, latent_dim=4, latent_components=2, threads=1, data_dir=sys.argv[1],
+                  limit=600, epochs=5)
+try:
+    train_detector(cfg, sys.argv[2], on_step=on_step)
+except Exception as e:
+    print("swallowed", type(e).__name__)
+print("carried on")
+"""
+
+
+def test_from_python_a_kill_ends_the_process_and_no_except_exception_can_swallow_it(tmp_path, mnist_dir):
+    r = subprocess.run([sys.executable, "-c", _SIGTERM_FROM_PYTHON, mnist_dir, tmp_path / "m"], capture_output=True,
+                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)
+    assert r.returncode == -signal.SIGTERM, r.stdout + r.stderr
+    assert "swallowed" not in r.stdout and "carried on" not in r.stdout
+
+
+def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the_readme_says(
+        tmp_path, mnist_dir, monkeypatch):
+    from conftest import ROOT
+
+    from anomalyvae.config import make_config
+    from anomalyvae.pipeline import train_detector
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    det, out = train_detector(make_config(**TINY, data_dir=str(mnist_dir), limit=300, epochs=1), tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no mlflow.db, no mlruns/
+    assert det.info_["mlflow_run_id"] is None
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "From Python, MLflow tracking is off unless you pass a `Tracker`; the CLI tracks unless `--no-tracking`" \
+        in readme

@@ -86,13 +86,21 @@ def test_pick_threads_respects_the_user_then_the_load(monkeypatch):
         assert runtime.pick_threads(None) == want
 
 
-def test_auto_precision_is_float32_without_native_bf16(monkeypatch):
-    monkeypatch.setattr(runtime, "native_bf16", lambda: False)
-    assert runtime.resolve_precision("auto", "train") == "float32"
-    assert runtime.resolve_precision("auto", "score") == "float32"
-    assert runtime.resolve_precision("bfloat16", "score") == "bfloat16"
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_is_float32_everywhere_today_and_explicit_precision_is_kept(monkeypatch, native):
+    monkeypatch.setattr(runtime, "native_bf16", lambda: native)
+    for where in ("train", "score"):  # the README: bfloat16 is opt-in, scores must not depend on batching
+        assert runtime.resolve_precision("auto", where) == "float32"
+        assert runtime.resolve_precision("bfloat16", where) == "bfloat16"
+        assert runtime.resolve_precision("float32", where) == "float32"
+
+
+def test_auto_precision_takes_bfloat16_only_where_listed_and_native(monkeypatch):
+    monkeypatch.setattr(runtime, "AUTO_BF16", frozenset({"score"}))
     monkeypatch.setattr(runtime, "native_bf16", lambda: True)
-    assert runtime.resolve_precision("auto", "score") == ("bfloat16" if "score" in runtime.AUTO_BF16 else "float32")
+    assert [runtime.resolve_precision("auto", w) for w in ("train", "score")] == ["float32", "bfloat16"]
+    monkeypatch.setattr(runtime, "native_bf16", lambda: False)  # emulated bfloat16 is slower: never
+    assert [runtime.resolve_precision("auto", w) for w in ("train", "score")] == ["float32", "float32"]
 
 
 def test_precision_is_validated():
