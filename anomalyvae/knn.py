@@ -42,13 +42,14 @@ class KnnIndex:
             self.ivf.train(x)  # faiss seeds its k-means (ClusteringParameters.seed): the same lists every time
             self.ivf.add(x)
             self.ivf.nprobe = probe
-            self.faiss = faiss
 
     def mean_distance(self, mu: torch.Tensor) -> torch.Tensor:
         """(N, d) codes -> (N,) mean distance to the k nearest normal codes, on mu's device and dtype."""
         if self.ivf is None:
             return exact_knn(mu, self.codes.to(mu.device, mu.dtype), self.k)
-        self.faiss.omp_set_num_threads(torch.get_num_threads())
+        import faiss
+
+        faiss.omp_set_num_threads(torch.get_num_threads())
         q = np.ascontiguousarray(mu.detach().float().cpu().numpy())
         d2, _ = self.ivf.search(q, self.k)
         return torch.from_numpy(np.sqrt(np.maximum(d2, 0)).mean(1)).to(mu.device, mu.dtype)
