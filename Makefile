@@ -15,11 +15,10 @@ THREADS ?= 1
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	# torch first, pinned: these two builds import together (other versions download gigabytes)
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	# constraints.txt: the torch + torchvision pair that imports together (other versions download gigabytes)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 data: $(addprefix $(MNIST)/,$(IDX))

@@ -1,0 +1,40 @@
+"""anomalyvae.knn: the knn score's search (issue 15), exact for small sets of codes, faiss IVF for large ones."""
+
+import pytest
+import torch
+
+from anomalyvae import knn
+
+faiss = pytest.importorskip("faiss")  # faiss-cpu: the bench extra until scoring uses knn.KnnIndex
+
+
+def clustered_codes(n, d=16, seed=0):
+    """Codes in clumps, as a VAE's posterior means of digits are, not uniform noise."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(30, d, generator=g) * 3
+    return centres[torch.randint(30, (n,), generator=g)] + torch.randn(n, d, generator=g)
+
+
+def test_small_sets_are_searched_exactly():
+    codes, q = clustered_codes(500), clustered_codes(200, seed=1)
+    index = knn.KnnIndex(codes, 5)
+    assert index.ivf is None
+    torch.testing.assert_close(index.mean_distance(q), torch.cdist(q, codes).topk(5, largest=False).values.mean(1))
+
+
+def test_large_sets_agree_with_the_exact_search_for_almost_every_query():
+    codes, q = clustered_codes(knn.IVF_MIN_CODES + 1000), clustered_codes(1000, seed=1)
+    index = knn.KnnIndex(codes, 5)
+    assert index.ivf is not None
+    approx, exact = index.mean_distance(q), knn.exact_knn(q, codes, 5)
+    assert (approx >= exact - 1e-4).all()  # a missed neighbour can only make the mean distance larger
+    assert ((approx - exact).abs() < 1e-4).float().mean() >= 0.95
+
+
+def test_a_query_scores_the_same_alone_and_in_any_batch():
+    codes, q = clustered_codes(knn.IVF_MIN_CODES + 1000), clustered_codes(300, seed=1)
+    index = knn.KnnIndex(codes, 5)
+    full = index.mean_distance(q)
+    assert torch.equal(torch.cat([index.mean_distance(q[i:i + 1]) for i in range(len(q))]), full)
+    assert torch.equal(torch.cat([index.mean_distance(q[s:s + 7]) for s in range(0, len(q), 7)]), full)
+    assert torch.equal(knn.KnnIndex(codes, 5).mean_distance(q), full)  # a rebuilt index: the same lists
