@@ -37,7 +37,7 @@ def client(workdir):
 
 @pytest.fixture(scope="module")
 def trained(workdir, mnist_dir):
-    r = run_cli("train", "--normal", "0-8", "--limit", "600", "--epochs", "2", "--model", "mlp", "--data-dir",
+    r = run_cli("train", "--normal", "0-8", "--limit", "600", "--epochs", "2", "--arch", "mlp", "--data-dir",
                 mnist_dir, "--out", "models/m", cwd=workdir, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     return r
