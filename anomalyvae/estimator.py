@@ -162,8 +162,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
                 warnings.warn(note, UserWarning, stacklevel=3)
                 self._channel_note_given = True
-        return inputs.resize(images, self.image_size or images.shape[-1]) if reset else \
-            inputs.resize(images, self.input_shape_[-1])
+        size = (self.image_size or images.shape[-1]) if reset else self.input_shape_[-1]
+        return inputs.resize(images, size)
 
     # -- fitting -----------------------------------------------------------------------------------------
     def fit(self, X, y=None):

@@ -39,6 +39,7 @@ from anomalyvae.config import make_config  # noqa: E402
 from anomalyvae.data import load_test, load_train  # noqa: E402
 from anomalyvae.estimator import AnomalyVAE  # noqa: E402
 from anomalyvae.metrics import ranking  # noqa: E402
+from speed import timed  # noqa: E402  (benchmarks/ is the script's folder, on sys.path)
 
 Search = Callable[[torch.Tensor], torch.Tensor]  # (Q, d) codes -> (Q,) mean distance to the k nearest
 KNN_NOW = scoring.knn_distance  # bound before run_case swaps candidates into scoring's place
@@ -189,16 +190,6 @@ def candidates(codes: torch.Tensor, k: int, seed: int, sizes: list[int]) -> dict
 
 
 # -- one case ----------------------------------------------------------------------------------------------------
-def timed(fn, reps: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def paired(a, b, reps: int) -> tuple[float, float, float]:
     """Median seconds of a and of b, run alternately so load on a shared machine hits both alike, and the
     median of the per-pair ratios time(a) / time(b)."""

@@ -1,4 +1,6 @@
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +84,20 @@ def tiny_detector():
                      random_state=0, threads=1).fit(images)
     det.info_["normal_classes"] = [0]
     return det
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_server(proc, log) -> None:
+    """End a server started with start_new_session: the CLI and its workers, SIGKILL if SIGTERM is ignored."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import free_port, run_cli, stop_server
 
 PRINTED_UI = "http://127.0.0.1:5000"  # the address train/evaluate print for a local store (`mlflow ui`'s default)
 
@@ -203,7 +201,7 @@ def test_evaluate_with_the_tracking_server_down_warns_once_and_writes_everything
 
     warnings = []
     res = evaluate_detector(tiny_detector, tmp_path / "ev", test=_random_test_split(),
-                            tracker=Tracker("e", f"http://127.0.0.1:{_free_port()}", warn=warnings.append))
+                            tracker=Tracker("e", f"http://127.0.0.1:{free_port()}", warn=warnings.append))
     assert len(warnings) == 1 and "continuing without tracking" in warnings[0]
     assert (tmp_path / "ev" / "report.html").is_file() and json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert 0 <= res["auroc"] <= 1
@@ -258,18 +256,12 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(evaluated, workdir):
     """`mlflow ui` on loopback over the folder's mlflow.db, as a user starts it there; yields its address."""
     if _chromium() is None:
         pytest.skip("chromium is not installed (`make browser` installs it with apt-get where it runs as root)")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job workers for a read-only look
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -290,13 +282,7 @@ def ui(evaluated, workdir):
                 time.sleep(0.5)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        stop_server(proc, log)
 
 
 class _Page(HTMLParser):

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import free_port, run_cli, stop_server
 
 REGISTERED = "digits-detector"
 
@@ -97,26 +95,9 @@ def test_pyfunc_model_predicts_scores_and_flags_like_the_detector(trained, track
     assert "checkpoint.safetensors" not in " ".join(files)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc, log) -> None:
-    """End a server started with start_new_session: the CLI and its workers, SIGKILL if SIGTERM is ignored."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
-
-
 def test_mlflow_models_serve_answers_a_rest_request(trained, workdir, tracking_uri, test_images):
     model_dir, _ = trained
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}  # uvicorn
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{REGISTERED}/1",
@@ -138,7 +119,7 @@ def test_mlflow_models_serve_answers_a_rest_request(trained, workdir, tracking_u
                                      headers={"Content-Type": "application/json"})
         preds = pd.DataFrame(json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"])
     finally:
-        _stop(proc, log)
+        stop_server(proc, log)
     expected, det = _expected(model_dir, test_images)
     np.testing.assert_allclose(preds["elbo"].to_numpy(), expected["elbo"], rtol=1e-5)
     assert list(preds["is_anomaly"]) == list(expected[det.score_] > det.threshold_)
@@ -235,7 +216,7 @@ def test_the_report_renders_in_headless_chromium(report, workdir):
 
 
 def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(report, workdir, tracking_uri):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(workdir / "ui.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
@@ -269,7 +250,7 @@ def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(repo
         page = get(f"/get-artifact?path=evaluation/report.html&run_uuid={ev['info']['run_id']}")
         assert b"most anomalous" in page
     finally:
-        _stop(proc, log)
+        stop_server(proc, log)
 
 
 def test_a_failure_while_logging_the_model_only_warns(tmp_path):
