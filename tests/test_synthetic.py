@@ -54,7 +54,7 @@ def test_structural_defects_change_luminance_inside_their_mask_only(defect):
 
 
 def test_defects_scale_with_the_image(tmp_path):
-    small = planted("missing", size=32)[2].mean()
+    small = planted("missing", size=64)[2].mean()
     large = planted("missing", size=128)[2].mean()
     assert small == pytest.approx(large, rel=0.2)  # the same fraction of the surface
 
