@@ -1,4 +1,5 @@
-"""Datasets held whole in memory as uint8 tensors: MNIST, Fashion-MNIST (IDX files) or a folder of images."""
+"""Datasets held whole in memory as uint8 tensors: MNIST, Fashion-MNIST (IDX files), or image files in one of
+the folder layouts of layouts.py (MVTec-AD, flat folders)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from .classes import parse_classes
 from .config import Config
 from .errors import DataError
 from .idx import read_idx
-from .images import load_folder
-from .inputs import resize
+from .images import load_files, load_folder
+from .inputs import match_channels, resize
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -112,23 +113,40 @@ def as_nchw(arr: np.ndarray) -> torch.Tensor:
     return t.unsqueeze(1) if t.ndim == 3 else t
 
 
+def with_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
+    """IDX images (grey) in the channels asked for: None and 1 keep them grey, 3 repeats them to RGB."""
+    return images if channels in (None, images.shape[1]) else match_channels(images, channels)[0]
+
+
 @dataclass
 class TrainData:
     train: Split
     val: Split  # held-out normal data: early stopping and threshold calibration
-    skipped: list  # folder datasets: files that could not be read
+    skipped: list  # image files that could not be read
 
 
 def load_train(cfg: Config) -> TrainData:
-    """The normal training data with a seeded hold-out; anomaly classes never enter it."""
+    """The normal training data with a seeded hold-out; anomaly classes never enter it.
+
+    Image files are decoded at cfg.image_size in cfg.channels; channels None follows the files (images.py)."""
     skipped: list = []
-    if cfg.dataset == "folder":
-        arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size)
+    if cfg.dataset in ("folder", "mvtec"):
+        if cfg.dataset == "folder":
+            arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size, cfg.channels)
+        else:
+            from .layouts import mvtec_train
+
+            root = cfg.resolved_data_dir()
+            arr, _, skipped = load_files(mvtec_train(root), cfg.image_size, cfg.channels)
+            if not len(arr):
+                raise DataError(f"no readable images in {root / 'train' / 'good'}"
+                                + (f" (e.g. {skipped[0].path}: {skipped[0].error})" if skipped else ""))
         data = Split(as_nchw(arr), torch.full((len(arr),), -1, dtype=torch.int64))
     else:
         normal = parse_classes(cfg.normal)
         full = load_idx_split(cfg.dataset, cfg.resolved_data_dir(), "train", cfg.image_size)
         data = full.subset(torch.isin(full.labels, torch.tensor(normal)).nonzero().squeeze(1))
+        data = Split(with_channels(data.images, cfg.channels), data.labels)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data), generator=gen)
     if cfg.limit is not None:

@@ -116,7 +116,7 @@ def folder_test(normal_dir: str | os.PathLike, anomaly_dir: str | os.PathLike,
     for flag, d in (("--normal-dir", normal_dir), ("--anomaly-dir", anomaly_dir), ("--mask-dir", mask_dir)):
         if d is not None and not os.path.isdir(d):
             raise DataError(f"{flag} {display_path(d)} is not a folder")
-    items = [TestImage(f.path, GOOD) for f in iter_image_files([normal_dir])]
+    items = folder_items(normal_dir)
     for found in iter_image_files([anomaly_dir]):
         mask = None
         if mask_dir is not None:
@@ -126,6 +126,13 @@ def folder_test(normal_dir: str | os.PathLike, anomaly_dir: str | os.PathLike,
             mask = _find_mask(where, stem) or str(where / (stem + ".png"))
         items.append(TestImage(found.path, "anomaly", mask))
     return items
+
+
+def folder_items(folder: str | os.PathLike, defect: str = GOOD) -> list[TestImage]:
+    """Every image file under `folder` as a test image of one class, without masks."""
+    if not os.path.isdir(folder):
+        raise DataError(f"{display_path(folder)} is not a folder of images")
+    return [TestImage(f.path, defect) for f in iter_image_files([folder])]
 
 
 def _find_mask(folder: Path, stem: str) -> str | None:
@@ -170,19 +177,17 @@ def load_mask(mask: str | None, image: str, shape: tuple[int, int]) -> np.ndarra
 
 @dataclass
 class TestSet:
-    """A decoded test set: images at the model's size and channels, and what pixel metrics need."""
+    """A decoded, labelled test set: images at the model's size and channels, and what pixel metrics need."""
 
     images: np.ndarray  # (N, C, S, S) uint8
-    labels: np.ndarray  # (N,) int64: index into names; 0 = GOOD
+    labels: np.ndarray  # (N,) int64: index into names (a class, or GOOD / a defect)
     names: list[str]
-    paths: list[str]
-    shapes: list[tuple[int, int]]  # each file's own (H, W): maps are drawn and compared at this size
-    masks: list[np.ndarray | None] | None  # bool (H, W) per anomalous image (None for normal); None: no masks
+    anomalous: np.ndarray  # (N,) bool
+    paths: list[str] | None = None  # the files, where the images came from files
+    shapes: list[tuple[int, int]] | None = None  # each file's own (H, W): maps are drawn and compared at it
+    masks: list[np.ndarray | None] | None = None  # bool (H, W) per anomalous image, None for normal ones;
+    # None as a whole: no ground truth, so no pixel metrics
     skipped: list[Found] = field(default_factory=list)
-
-    @property
-    def is_anomaly(self) -> np.ndarray:
-        return self.labels != 0
 
 
 def load_test_set(items: list[TestImage], size: int, channels: int, notes: set[str] | None = None) -> TestSet:
@@ -207,5 +212,5 @@ def load_test_set(items: list[TestImage], size: int, channels: int, notes: set[s
         shapes.append(shape)
     if not arrays:
         raise DataError("no readable test images" + (f"; e.g. {skipped[0].path}: {skipped[0].error}" if skipped else ""))
-    return TestSet(np.stack(arrays), np.asarray(labels, dtype=np.int64), names, paths, shapes,
-                   masks if with_masks else None, skipped)
+    labels = np.asarray(labels, dtype=np.int64)
+    return TestSet(np.stack(arrays), labels, names, labels != 0, paths, shapes, masks if with_masks else None, skipped)

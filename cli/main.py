@@ -66,10 +66,12 @@ def _model_dir(model: Optional[Path]) -> Path:
 
 @app.command()
 def train(
-    normal: Optional[str] = typer.Option(None, "--normal", "-n", help="Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7 [default: 0-8]."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="mnist | fashion-mnist | folder [default: mnist]."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the IDX files [default: $ANOMALYVAE_DATA_DIR, else ./data]."),
+    normal: Optional[str] = typer.Option(None, "--normal", "-n", help="Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7, or all [default: 0-8]."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="mnist | fashion-mnist | mvtec | folder [default: mnist]; mvtec trains on DATA_DIR/train/good."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the IDX files, or the MVTec-AD root [default: $ANOMALYVAE_DATA_DIR, else ./data]."),
     train_dir: Optional[str] = typer.Option(None, "--train-dir", help="With --dataset folder: a folder of normal images."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="1 (grey) or 3 (RGB) [default: 3 if any training image is colour, else 1]."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Images are resized to NxN, aspect ratio ignored [default: 28]."),
     arch: Optional[str] = typer.Option(None, "--model", help="Architecture: mlp | conv [default: conv]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Maximum epochs (early stopping may end sooner)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
@@ -95,6 +97,7 @@ def train(
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
     cfg = make_config(config, dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
+                      channels=channels, image_size=image_size,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit,
                       device=device, tracking_uri=tracking_uri)
     if register and no_tracking:
@@ -137,32 +140,36 @@ def train(
 def evaluate(
     model: Optional[Path] = ModelDirOpt,
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset's test files are [default: as trained]."),
-    normal_dir: Optional[Path] = typer.Option(None, "--normal-dir", help="Test on a folder of normal images (with --anomaly-dir)."),
+    normal_dir: Optional[Path] = typer.Option(None, "--normal-dir", help="Test on a folder of normal images (with --anomaly-dir or --anomalies)."),
     anomaly_dir: Optional[Path] = typer.Option(None, "--anomaly-dir", help="Test on a folder of anomalous images (with --normal-dir)."),
+    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Ground-truth masks of the --anomaly-dir images, same names (pixel AUROC and AUPRO)."),
+    anomalies: Optional[str] = typer.Option(None, "--anomalies", help="mnist | fashion-mnist | DIR: these images are the anomalies, the model's own normal test images the normals."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for plots and metrics [default: MODEL/evaluation]."),
     metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", help="Also write the metrics JSON here."),
     device: Optional[str] = DeviceOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
 ) -> None:
-    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with plots."""
+    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with plots;
+    pixel AUROC / AUPRO where there are masks (MVTec-AD ground_truth, --mask-dir)."""
     import json
 
     from rich.table import Table
 
-    from anomalyvae.errors import AnomalyVAEError
     from anomalyvae.estimator import AnomalyVAE
     from anomalyvae.modeldir import atomic_write_bytes
-    from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
+    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.testsets import build
 
     device = _device(device)
     model_dir = _model_dir(model)
     det = AnomalyVAE.load(model_dir, device)
-    test = None
-    if (normal_dir is None) != (anomaly_dir is None):
-        raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
-    if normal_dir is not None:
-        test = load_labelled_folders(normal_dir, anomaly_dir, det.config_.image_size)
+    notes: set[str] = set()
+    test = build(det, data_dir, normal_dir, anomaly_dir, mask_dir, anomalies, notes)
+    for note in sorted(notes):
+        _warn(note)
+    if test.skipped:
+        _warn(f"skipped {len(test.skipped)} unreadable test file(s), e.g. {test.skipped[0].path}: {test.skipped[0].error}")
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
     res = evaluate_detector(det, out or model_dir / "evaluation", test=test, data_dir=data_dir, tracker=tracker,
                             model_dir=model_dir)
@@ -182,6 +189,8 @@ def evaluate(
     if per:
         console.print("AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['auroc']:.3f}" for r in per),
                       highlight=False)
+    if "pixel_auroc" in res:
+        console.print(f"pixel AUROC {res['pixel_auroc']:.4f}  pixel AUPRO {res['pixel_aupro']:.4f}", highlight=False)
     console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
 
 
@@ -193,7 +202,7 @@ def score(
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", help="Rows shown on screen (the most anomalous)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --model URIs [default: $MLFLOW_TRACKING_URI, else sqlite mlflow.db]."),
-    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="Write input | reconstruction | per-pixel error PNGs of each flagged image here."),
+    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="Write a PNG of each flagged image here: input | reconstruction | anomaly map over the input | colour bar, with its score."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
@@ -223,6 +232,8 @@ def score(
     console.print(table)
     for row in summary.errors:
         err.print(Text("skipped ", style="yellow") + Text(f"{row['path']}: {row['error']}"), highlight=False)
+    for note in sorted(summary.notes):
+        _warn(note)
     if heatmaps is not None:
         from anomalyvae.heatmaps import write_flagged
 

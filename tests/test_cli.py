@@ -99,7 +99,7 @@ def test_score_single_files_and_a_missing_path(trained, workdir, write_png):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["train", "--normal", "0-9"], "leave at least one out"),
+    (["train", "--normal", "0-10"], "out of range"),
     (["train", "--normal", "12"], "out of range"),
     (["train", "--dataset", "cifar"], "dataset"),
     (["evaluate", "--model", "no/such/dir"], "does not exist"),
