@@ -1,9 +1,9 @@
 """Where in an image the anomaly is: per-pixel anomaly maps, and the pictures that show them.
 
 An anomaly map is the per-pixel reconstruction error at z = mu, squared error summed over the channels,
-smoothed with a Gaussian of MAP_SIGMA of the image side (measured on the synthetic inspection set:
-benchmarks/synthetic_inspection.py), computed at the model's size and resized bilinearly to the input's own
-height and width, the inverse of the resize that prepared it (images.py). Pictures put the input, its
+smoothed with a Gaussian of MAP_SIGMA of the image side (scoring.pixel_map, which the `peak` score takes the
+maximum of), computed at the model's size and resized bilinearly to the input's own height and width, the
+inverse of the resize that prepared it (images.py). Pictures put the input, its
 reconstruction and the map over the input side by side, with a colour bar and a caption; the colours run
 from 0 to the model's `map_vmax` (the highest map value on its held-out normal images, stored at training),
 so any pixel drawn at the top colour is more anomalous than every normal pixel the model was calibrated on.
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-MAP_SIGMA = 1 / 64  # Gaussian smoothing of maps, as a fraction of the image side (2 px at 128, 0.44 px at 28)
+from .scoring import MAP_SIGMA  # the one definition of the maps' smoothing
+
 DISPLAY = (112, 384)  # pictures show an image with its longer side in this range (28 px digits x4, photos shrunk)
 ALPHA = 0.5  # the map's weight over the image
 
@@ -54,18 +55,14 @@ def anomaly_maps(model, images: torch.Tensor, sigma: float = MAP_SIGMA, batch_si
 def maps_and_recons(model, images: torch.Tensor, sigma: float = MAP_SIGMA,
                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly maps (N, S, S) and reconstructions (N, C, S, S) in [0, 1], from one pass of the network."""
-    from scipy.ndimage import gaussian_filter
-
-    from .scoring import batches
+    from .scoring import batches, pixel_map
 
     model.eval()
     maps, recs = [], []
     for sl in batches(len(images), batch_size):
         x = model.prepare(images[sl])
         rec = model.mean(model.decode(model.encode(x)[0])).float()
-        err = (x.float() - rec).pow(2).sum(1).cpu().numpy()
-        s = sigma * err.shape[-1]
-        maps.append(gaussian_filter(err, (0, s, s), mode="nearest") if s > 0 else err)
+        maps.append(pixel_map(x, rec, sigma).cpu().numpy())
         recs.append(rec.cpu().numpy())
     if not maps:
         return np.zeros((0, *images.shape[-2:]), np.float32), np.zeros((0, *images.shape[1:]), np.float32)

@@ -5,9 +5,10 @@
 writes ROOT/train/good/*.png (normal), ROOT/test/good/*.png, ROOT/test/<defect>/*.png and
 ROOT/ground_truth/<defect>/<name>_mask.png (0 / 255), every file determined by the seed.
 
-A surface is a sum of a few sinusoidal gratings (three broad, one fine) (the product's frequencies and orientations, each image's own
-phases) plus fine grain, coloured along a line between two colours of the product's palette, so its chroma
-follows its luminance. The defects:
+A surface is a sum of a few sinusoidal gratings (three broad, one fine: the product's pattern, which each
+image shifts and scales a little, as parts on a line are never placed or lit quite alike) plus fine grain,
+coloured along a line between two colours of the product's palette, so its chroma follows its luminance.
+The defects:
 - scratch: a thin straight line, much darker or lighter than the surface;
 - spot:    a small dark disk;
 - colour:  a soft blotch whose hue is turned by 90 to 180 degrees at unchanged luminance (ITU-R 601 luma,
@@ -30,6 +31,8 @@ LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as images.py converts colou
 # YIQ: Y is the luma above; I and Q carry the colour
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _RGB = np.linalg.inv(_YIQ)
+# how far one normal surface departs from the product's pattern: phase (radians, sd), amplitude (+-), brightness (sd)
+JITTER = {"phase": 0.35, "amplitude": 0.1, "brightness": 0.03}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Product:
     freqs: np.ndarray  # (K,) cycles per image side
     angles: np.ndarray  # (K,) radians
     weights: np.ndarray  # (K,)
+    phases: np.ndarray  # (K,) radians: the product's pattern, which each surface shifts a little
     dark: np.ndarray  # RGB in [0, 1] at texture value 0
     light: np.ndarray  # RGB at texture value 1
     grain: float
@@ -50,7 +54,8 @@ def make_product(rng: np.random.Generator) -> Product:
     light = _hsv((hue + 0.06) % 1.0, 0.45, 0.78)
     # three broad gratings and one fine weave
     return Product(freqs=np.append(rng.uniform(1.5, 4.5, 3), rng.uniform(10, 14)), angles=rng.uniform(0, math.pi, 4),
-                   weights=np.append(rng.uniform(0.6, 1.0, 3), 0.35), dark=dark, light=light, grain=0.025)
+                   weights=np.append(rng.uniform(0.6, 1.0, 3), 0.35), phases=rng.uniform(0, 2 * math.pi, 4),
+                   dark=dark, light=light, grain=0.025)
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -60,12 +65,15 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 def surface(product: Product, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One normal surface as float RGB (size, size, 3) in [0, 1]."""
+    """One normal surface as float RGB (size, size, 3) in [0, 1]: the product's pattern, shifted and scaled a
+    little (as parts on a line are never placed or lit quite alike), with fresh grain."""
     y, x = np.mgrid[0:size, 0:size] / size
     t = np.zeros((size, size))
-    for f, a, w in zip(product.freqs, product.angles, product.weights):
-        t += w * np.sin(2 * math.pi * f * (x * math.cos(a) + y * math.sin(a)) + rng.uniform(0, 2 * math.pi))
-    t = 0.5 + 0.5 * t / product.weights.sum()
+    for f, a, w, p in zip(product.freqs, product.angles, product.weights, product.phases):
+        phase = p + rng.normal(0, JITTER["phase"])
+        t += w * rng.uniform(1 - JITTER["amplitude"], 1 + JITTER["amplitude"]) * np.sin(
+            2 * math.pi * f * (x * math.cos(a) + y * math.sin(a)) + phase)
+    t = 0.5 + 0.5 * t / product.weights.sum() + rng.normal(0, JITTER["brightness"])
     t = np.clip(t + rng.normal(0, product.grain, t.shape), 0, 1)
     return product.dark + t[..., None] * (product.light - product.dark)
 
