@@ -25,41 +25,26 @@ DISPLAY = (112, 384)  # pictures show an image with its longer side in this rang
 ALPHA = 0.5  # the map's weight over the image
 
 
-@torch.inference_mode()
-def pixel_errors(model, images: torch.Tensor, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Reconstructions in [0, 1], (N, H, W) grey or (N, H, W, 3) colour, and per-pixel -log p(x | z = mu) in
-    nats summed over channels, (N, H, W)."""
-    from .scoring import reconstruct
-
-    recs, errs = reconstruct(model, images, batch_size)
-    return as_display(recs).numpy(), errs.sum(1).numpy()
-
-
-def as_display(images: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H, W) for grey, (N, H, W, 3) for colour: the layout PIL and matplotlib draw."""
-    return images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
-
-
 def _colour(values: np.ndarray, vmax: float) -> np.ndarray:
     from matplotlib import colormaps
 
     return (colormaps["inferno"](np.clip(values / vmax, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
-def anomaly_maps(model, images: torch.Tensor, sigma: float = MAP_SIGMA, batch_size: int = 256) -> np.ndarray:
+def anomaly_maps(model, images: torch.Tensor, sigma: float = MAP_SIGMA, batch_size: int | None = None) -> np.ndarray:
     """Per-pixel anomaly maps (N, S, S) float32 of uint8 images (N, C, S, S), at the model's size."""
     return maps_and_recons(model, images, sigma, batch_size)[0]
 
 
 @torch.inference_mode()
 def maps_and_recons(model, images: torch.Tensor, sigma: float = MAP_SIGMA,
-                    batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly maps (N, S, S) and reconstructions (N, C, S, S) in [0, 1], from one pass of the network."""
-    from .scoring import batches, pixel_map
+    from .scoring import batch_for, batches, pixel_map
 
     model.eval()
     maps, recs = [], []
-    for sl in batches(len(images), batch_size):
+    for sl in batches(len(images), batch_size or batch_for(images)):
         x = model.prepare(images[sl])
         rec = model.mean(model.decode(model.encode(x)[0])).float()
         maps.append(pixel_map(x, rec, sigma).cpu().numpy())
