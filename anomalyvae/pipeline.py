@@ -130,7 +130,9 @@ def evaluate_detector(det: AnomalyVAE, out: Path, test: TestSet | None = None, d
     result["scores"] = {k: metrics.ranking(y_true, v) for k, v in scores.items()}
     result["per_class"] = metrics.per_class(test.labels, main, y_true, test.names)
     if test.masks is not None:
-        result.update(pixel_results(det, test, result["per_class"]))
+        from .heatmaps import anomaly_maps
+
+        result.update(pixel_results(anomaly_maps(det.model_, images), test, result["per_class"]))
     result["n_test"] = int(len(y_true))
     result["n_anomalies"] = int(y_true.sum())
     result["model_dir"] = str(model_dir) if model_dir else None
@@ -160,18 +162,17 @@ def evaluate_detector(det: AnomalyVAE, out: Path, test: TestSet | None = None, d
 PIXEL_METRIC_SIDE = 256  # pixel metrics of larger images are computed with map and mask shrunk to this side
 
 
-def pixel_results(det: AnomalyVAE, test: TestSet, per_class: list[dict]) -> dict[str, float]:
-    """Pixel AUROC and AUPRO over the whole test set, and per anomaly class (its images and every normal one,
-    as MVTec-AD reports them); per-class figures are added to the `per_class` rows.
+def pixel_results(maps: np.ndarray, test: TestSet, per_class: list[dict]) -> dict[str, float]:
+    """Pixel AUROC and AUPRO of the maps (N, S, S) of the test set's images, overall and per anomaly class
+    (its images and every normal one, as MVTec-AD reports them); per-class figures go into the `per_class` rows.
 
     Maps are compared with masks at each file's own resolution (maps resized to it), shrunk to at most
     PIXEL_METRIC_SIDE on the longer side so 1024 px photos do not hold gigabytes (a shrunk mask pixel is
     anomalous where any of the pixels it covers is, so thin scratches survive).
     """
     from . import pixel_metrics
-    from .heatmaps import anomaly_maps, resize_map
+    from .heatmaps import resize_map
 
-    maps = anomaly_maps(det.model_, torch.from_numpy(test.images))
     shapes = test.shapes or [tuple(test.images.shape[-2:])] * len(maps)
     pairs_map, pairs_mask = [], []
     for amap, shape, mask in zip(maps, shapes, test.masks):

@@ -145,7 +145,11 @@ MAP_SIGMA = 1 / 64  # anomaly maps' Gaussian smoothing, a fraction of the image 
 def pixel_map(x: torch.Tensor, rec: torch.Tensor, sigma: float = MAP_SIGMA) -> torch.Tensor:
     """Anomaly maps (N, H, W): squared error of (N, C, H, W) input and reconstruction summed over channels,
     smoothed with a Gaussian of sigma x the image side (truncated at 4 sigma, edges repeated, as scipy's)."""
-    m = (x.float() - rec.float()).pow(2).sum(1)
+    return smooth((x.float() - rec.float()).pow(2).sum(1), sigma)
+
+
+def smooth(m: torch.Tensor, sigma: float = MAP_SIGMA) -> torch.Tensor:
+    """(N, H, W) maps blurred by a Gaussian of sigma x the image side."""
     s = sigma * m.shape[-1]
     if s <= 0:
         return m
