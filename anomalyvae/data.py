@@ -57,25 +57,61 @@ def _candidate_dirs(dataset: str, data_dir: Path) -> list[Path]:
     return [data_dir / sub for sub in SUBDIRS[dataset]] + SYSTEM_DIRS.get(dataset, [])
 
 
+# MNIST and Fashion-MNIST files have the same names, so a flat folder of one looks like the other; their
+# labels tell them apart: images per class in each official split
+LABEL_COUNTS = {
+    "mnist": {"train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+              "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]},
+    "fashion-mnist": {"train": [6000] * 10, "test": [1000] * 10},
+}
+
+
+def identify(labels_path: Path, split: str) -> str | None:
+    """Which known dataset an official label file belongs to (None: another file, or unreadable)."""
+    try:
+        labels = read_idx(labels_path)
+    except Exception:  # the loader reports what is wrong with it
+        return None
+    if labels.ndim != 1 or labels.size == 0 or labels.min() < 0 or labels.max() > 9:
+        return None
+    counts = np.bincount(labels.astype(np.int64), minlength=10).tolist()
+    return next((name for name, c in LABEL_COUNTS.items() if c[split] == counts), None)
+
+
+def _find_pair(dataset: str, split: str, folders: list[Path]) -> tuple[tuple[Path, Path] | None, list[str]]:
+    """The first folder holding both files of the split that are not another known dataset's."""
+    others = []
+    for folder in folders:
+        pair = [_find(stem, [folder]) for stem in FILES[split]]
+        if all(pair):
+            who = identify(pair[1], split)
+            if who not in (None, dataset):
+                others.append(f"{folder} holds {who}, not {dataset}")
+                continue
+            return (pair[0], pair[1]), others
+    return None, others
+
+
 def locate(dataset: str, data_dir: Path, split: str, download: bool = True) -> tuple[Path, Path]:
     """Paths of the image and label file of one split; downloads with torchvision when they are missing."""
     folders = _candidate_dirs(dataset, data_dir)
-    found = [_find(stem, folders) for stem in FILES[split]]
-    if all(found):
-        return found[0], found[1]
+    found, others = _find_pair(dataset, split, folders)
+    if found:
+        return found
     reason = "download disabled"
     if download:
         try:
             _download(dataset, data_dir)
-            found = [_find(stem, folders) for stem in FILES[split]]
-            if all(found):
-                return found[0], found[1]
+            found, others = _find_pair(dataset, split, folders)
+            if found:
+                return found
         except Exception as e:  # no internet, proxy, mirror down: all end in the same advice
             reason = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
     names = ", ".join(s + ".gz" for pair in FILES.values() for s in pair)
     hint = " or `apt-get install dataset-fashion-mnist`" if dataset == "fashion-mnist" else ""
+    where = f"{data_dir / dataset}" if others else str(data_dir)
     raise DataError(
-        f"{dataset} not found in {data_dir} ({reason}); put {names} in {data_dir} "
+        f"{dataset} not found in {data_dir} ({'; '.join(others + [reason])}); put {names} in {where} "
         f"(or pass --data-dir / set ANOMALYVAE_DATA_DIR){hint}"
     )
 

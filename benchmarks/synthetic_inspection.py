@@ -193,7 +193,7 @@ def picture(colour: dict, grey: dict, root: Path, path: Path) -> None:
         f = root / "test" / d / "000.png"
         for run_ in (colour, grey):
             det = AnomalyVAE.load(run_["model_dir"], "cpu")
-            x = torch.from_numpy(load_image(f, det.input_shape_[-1], det.input_shape_[0])[None])
+            x = torch.from_numpy(load_image(f, det.input_shape_[-1], det.input_shape_[0])[None].copy())
             maps, recs = heatmaps.maps_and_recons(det.model_, x)
             score = det.anomaly_scores(x, which=["peak"])["peak"][0]
             name = f"colour {det.input_shape_[-1]} px" if run_ is colour else "grey 28 px"

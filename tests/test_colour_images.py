@@ -145,3 +145,44 @@ def test_every_class_normal_needs_other_anomalies(cli, tmp_path, mnist_dir):
     m = json.loads((tmp_path / "m.json").read_text())
     assert (m["n_test"], m["n_anomalies"]) == (20000, 10000)
     assert m["per_class"][-1]["class"] == "fashion-mnist (anomaly)" and "pixel_auroc" not in m
+    assert m["per_class"][-1]["mean_score"] > max(r["mean_score"] for r in m["per_class"][:-1])  # not MNIST again
+
+
+@pytest.mark.parametrize("size", [28, 32, 48, 64, 96, 128, 160, 192, 224, 256])
+def test_every_reasonable_image_size_is_accepted(size):
+    from anomalyvae.config import make_config
+
+    assert make_config(image_size=size).image_size == size
+
+
+def test_a_256_px_colour_model_trains_and_scores(root, tmp_path):
+    from anomalyvae.config import make_config
+    from anomalyvae.inference import score_paths
+    from anomalyvae.pipeline import train_detector
+
+    cfg = make_config(dataset="mvtec", data_dir=str(root), image_size=256, epochs=1, batch_size=8, limit=8)
+    det, out = train_detector(cfg, tmp_path / "m256", log=lambda m: None)
+    assert det.input_shape_ == (3, 256, 256)
+    summary = score_paths(det, [root / "test" / "spot"], tmp_path / "s.csv")
+    assert (summary.n_scored, summary.n_errors) == (3, 0)
+
+
+def test_pictures_of_large_images_are_shrunk_keeping_their_shape():
+    from anomalyvae.heatmaps import DISPLAY, figure
+
+    image = np.zeros((3, 600, 1000), np.uint8)
+    pic = figure(image, np.zeros((3, 32, 32)), np.zeros((32, 32)), 1.0, "caption")
+    assert pic.shape[0] == round(600 * DISPLAY[1] / 1000) + 16 and pic.shape[1] > 3 * DISPLAY[1]
+
+
+def test_pixel_metrics_reach_mlflow(colour_model, cli, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out, err = cli("evaluate", "--model", colour_model, "--tracking-uri", uri, "--out", tmp_path / "ev")
+    assert code == 0, err
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.search_runs([client.get_experiment_by_name("anomalyvae").experiment_id])[0]
+    keys = set(run.data.metrics)
+    assert {"pixel_auroc", "pixel_aupro", "peak_auroc"} <= keys
+    assert {f"pixel_aupro_class_{k}" for k in range(1, 5)} <= keys

@@ -61,3 +61,26 @@ def test_the_anomaly_map_is_squared_error_summed_over_channels_then_smoothed():
     rec = torch.zeros_like(x)
     expected = gaussian_filter(((x - rec) ** 2).sum(1).numpy(), (0, 1.0, 1.0), mode="nearest")
     assert np.allclose(pixel_map(x, rec, sigma=1 / 64).numpy(), expected, atol=1e-6)
+
+
+def test_a_flat_mnist_folder_is_never_read_as_fashion_mnist(tmp_path, monkeypatch, mnist_dir):
+    from anomalyvae import data
+
+    for f in mnist_dir.glob("*.gz"):
+        (tmp_path / f.name).symlink_to(f)  # the same file names Fashion-MNIST uses
+    assert data.locate("mnist", tmp_path, "test", download=False)[1].parent == tmp_path
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    with pytest.raises(DataError, match=f"{tmp_path} holds mnist, not fashion-mnist.*put .* in {tmp_path}/fashion-mnist"):
+        data.locate("fashion-mnist", tmp_path, "test", download=False)
+
+
+def test_other_official_files_are_identified_and_custom_ones_are_not(tmp_path, mnist_dir):
+    import gzip
+
+    from anomalyvae.data import identify
+
+    assert identify(mnist_dir / "t10k-labels-idx1-ubyte.gz", "test") == "mnist"
+    assert identify(mnist_dir / "t10k-labels-idx1-ubyte.gz", "train") is None
+    labels = bytes(range(10)) * 3  # a custom label file: any dataset may hold it
+    (tmp_path / "l.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + len(labels).to_bytes(4, "big") + labels))
+    assert identify(tmp_path / "l.gz", "test") is None
