@@ -1,4 +1,7 @@
-"""Parse a class spec such as '0-8', '0,2,4', '3' or '1-3,7' into the set of normal classes."""
+"""Parse a class spec such as '0-8', '0,2,4', '3', '1-3,7' or 'all' into the set of normal classes.
+
+Every class may be normal ('all', '0-9'): the anomalies then come from elsewhere (evaluate --anomalies).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,17 @@ _PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
 def parse_classes(spec: str, num_classes: int = 10) -> list[int]:
-    """Sorted normal classes; at least one class must remain as the anomaly, or there is nothing to detect."""
+    """Sorted normal classes."""
     if not isinstance(spec, str) or not spec.strip():
-        raise AnomalyVAEError("--normal is empty; give classes like '0-8', '0,2,4', '3' or '1-3,7'")
+        raise AnomalyVAEError("--normal is empty; give classes like '0-8', '0,2,4', '3', '1-3,7' or 'all'")
+    if spec.strip().lower() == "all":
+        return list(range(num_classes))
     chosen: set[int] = set()
     for part in spec.split(","):
         m = _PART.match(part)
         if not m:
             raise AnomalyVAEError(
-                f"--normal {spec!r}: cannot read {part.strip()!r}; use numbers and ranges like '0-8' or '1-3,7'"
+                f"--normal {spec!r}: cannot read {part.strip()!r}; use numbers and ranges like '0-8' or '1-3,7', or 'all'"
             )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
@@ -29,10 +34,6 @@ def parse_classes(spec: str, num_classes: int = 10) -> list[int]:
                 f"--normal {spec!r}: class {hi} is out of range; classes are 0-{num_classes - 1}"
             )
         chosen.update(range(lo, hi + 1))
-    if len(chosen) == num_classes:
-        raise AnomalyVAEError(
-            f"--normal {spec!r} names all {num_classes} classes; leave at least one out as the anomaly"
-        )
     return sorted(chosen)
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from .errors import AnomalyVAEError
 
-DATASETS = ("mnist", "fashion-mnist", "folder")
+DATASETS = ("mnist", "fashion-mnist", "mvtec", "folder")  # mvtec and folder: layouts.py
+IDX_DATASETS = ("mnist", "fashion-mnist")  # the labelled ones, with classes and a test split of their own
+MAX_IMAGE_SIZE = 1024  # 300 RGB training images of 1024 px already hold 0.9 GB in memory
 ARCHS = ("auto", "conv", "mlp")  # auto: conv for images of side >= 16, else mlp
 INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -22,9 +24,9 @@ DEFAULT_COMBINE = {"images": "blur,knn,latent", "features": "elbo,knn"}  # measu
 class Config:
     # data
     dataset: str = "mnist"
-    data_dir: str | None = None  # None: $ANOMALYVAE_DATA_DIR, else ./data
+    data_dir: str | None = None  # None: $ANOMALYVAE_DATA_DIR, else ./data; --dataset mvtec: the dataset's root
     train_dir: str | None = None  # --dataset folder: a folder of normal images
-    normal: str = "0-8"  # classes treated as normal (ignored for --dataset folder)
+    normal: str = "0-8"  # classes treated as normal, or "all" (mnist and fashion-mnist only)
     val_fraction: float = 0.1  # held out of the normal training data for early stopping and calibration
     limit: int | None = None  # use at most this many training images (quick runs, tests)
     image_size: int = 28
@@ -94,7 +96,7 @@ class Config:
         from .device import check
 
         check(self.device)
-        if self.dataset != "folder":
+        if self.dataset in IDX_DATASETS:
             from .classes import parse_classes
 
             parse_classes(self.normal)
@@ -110,6 +112,12 @@ class Config:
                      "latent_components", "image_size", "knn_k", "conv_hidden"):
             if getattr(self, name) < 1:
                 raise bad(name, f"is {getattr(self, name)}; it must be at least 1")
+        if self.input_kind == "images" and self.image_size > MAX_IMAGE_SIZE:
+            raise bad("image_size", f"is {self.image_size}; at most {MAX_IMAGE_SIZE} (28 to 256 are typical)")
+        if self.input_kind == "images" and self.arch == "conv":
+            from .model import conv_depth
+
+            conv_depth(self.image_size)  # a size the network cannot take fails here, before any data is read
         if self.epochs is not None and self.epochs < 1:
             raise bad("epochs", f"is {self.epochs}; it must be at least 1 (or unset for automatic)")
         if self.patience < 0 or self.kl_warmup_epochs < 0:

@@ -1,4 +1,5 @@
-"""Datasets held whole in memory as uint8 tensors: MNIST, Fashion-MNIST (IDX files) or a folder of images."""
+"""Datasets held whole in memory as uint8 tensors: MNIST, Fashion-MNIST (IDX files), or image files in one of
+the folder layouts of layouts.py (MVTec-AD, flat folders)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from .classes import parse_classes
 from .config import Config
 from .errors import DataError
 from .idx import read_idx
-from .images import load_folder
-from .inputs import resize
+from .images import load_files, load_folder
+from .inputs import match_channels, resize
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -56,26 +57,61 @@ def _candidate_dirs(dataset: str, data_dir: Path) -> list[Path]:
     return [data_dir / sub for sub in SUBDIRS[dataset]] + SYSTEM_DIRS.get(dataset, [])
 
 
+# MNIST and Fashion-MNIST files have the same names, so a flat folder of one looks like the other; their
+# labels tell them apart: images per class in each official split
+LABEL_COUNTS = {
+    "mnist": {"train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+              "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]},
+    "fashion-mnist": {"train": [6000] * 10, "test": [1000] * 10},
+}
+
+
+def identify(labels_path: Path, split: str) -> str | None:
+    """Which known dataset an official label file belongs to (None: another file, or unreadable)."""
+    try:
+        labels = read_idx(labels_path)
+    except Exception:  # the loader reports what is wrong with it
+        return None
+    if labels.ndim != 1 or labels.size == 0 or labels.min() < 0 or labels.max() > 9:
+        return None
+    counts = np.bincount(labels.astype(np.int64), minlength=10).tolist()
+    return next((name for name, c in LABEL_COUNTS.items() if c[split] == counts), None)
+
+
+def _find_pair(dataset: str, split: str, folders: list[Path]) -> tuple[tuple[Path, Path] | None, list[str]]:
+    """The first folder holding both files of the split that are not another known dataset's."""
+    others = []
+    for folder in folders:
+        pair = [_find(stem, [folder]) for stem in FILES[split]]
+        if all(pair):
+            who = identify(pair[1], split)
+            if who not in (None, dataset):
+                others.append(f"{folder} holds {who}, not {dataset}")
+                continue
+            return (pair[0], pair[1]), others
+    return None, others
+
+
 def locate(dataset: str, data_dir: Path, split: str, download: bool = True) -> tuple[Path, Path]:
     """Paths of the image and label file of one split; downloads with torchvision when they are missing."""
     folders = _candidate_dirs(dataset, data_dir)
-    found = [_find(stem, folders) for stem in FILES[split]]
-    if all(found):
-        return found[0], found[1]
+    found, others = _find_pair(dataset, split, folders)
+    if found:
+        return found
     reason = "download disabled"
     if download:
         try:
             _download(dataset, data_dir)
-            found = [_find(stem, folders) for stem in FILES[split]]
-            if all(found):
-                return found[0], found[1]
+            found, others = _find_pair(dataset, split, folders)
+            if found:
+                return found
         except Exception as e:  # no internet, proxy, mirror down: all end in the same advice
             reason = f"download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
     names = ", ".join(s + ".gz" for pair in FILES.values() for s in pair)
     where = f" (from {_mirror(dataset)})"
     system = " or `apt-get install dataset-fashion-mnist`" if dataset == "fashion-mnist" else ""
     raise DataError(
-        f"{dataset} not found in {data_dir} ({reason}); get {names}{where} and put them in "
+        f"{dataset} not found in {data_dir} ({'; '.join(others + [reason])}); get {names}{where} and put them in "
         f"{data_dir / dataset}, or pass --data-dir DIR (or set ANOMALYVAE_DATA_DIR) where they are{system}; "
         f"in a checkout, `make demo DATA=/path/to/{dataset}` copies them into ./data/{dataset}"
     )
@@ -133,23 +169,40 @@ def as_nchw(arr: np.ndarray) -> torch.Tensor:
     return t.unsqueeze(1) if t.ndim == 3 else t
 
 
+def with_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
+    """IDX images (grey) in the channels asked for: None and 1 keep them grey, 3 repeats them to RGB."""
+    return images if channels in (None, images.shape[1]) else match_channels(images, channels)[0]
+
+
 @dataclass
 class TrainData:
     train: Split
     val: Split  # held-out normal data: early stopping and threshold calibration
-    skipped: list  # folder datasets: files that could not be read
+    skipped: list  # image files that could not be read
 
 
 def load_train(cfg: Config) -> TrainData:
-    """The normal training data with a seeded hold-out; anomaly classes never enter it."""
+    """The normal training data with a seeded hold-out; anomaly classes never enter it.
+
+    Image files are decoded at cfg.image_size in cfg.channels; channels None follows the files (images.py)."""
     skipped: list = []
-    if cfg.dataset == "folder":
-        arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size)
+    if cfg.dataset in ("folder", "mvtec"):
+        if cfg.dataset == "folder":
+            arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size, cfg.channels)
+        else:
+            from .layouts import mvtec_train
+
+            root = cfg.resolved_data_dir()
+            arr, _, skipped = load_files(mvtec_train(root), cfg.image_size, cfg.channels)
+            if not len(arr):
+                raise DataError(f"no readable images in {root / 'train' / 'good'}"
+                                + (f" (e.g. {skipped[0].path}: {skipped[0].error})" if skipped else ""))
         data = Split(as_nchw(arr), torch.full((len(arr),), -1, dtype=torch.int64))
     else:
         normal = parse_classes(cfg.normal)
         full = load_idx_split(cfg.dataset, cfg.resolved_data_dir(), "train", cfg.image_size)
         data = full.subset(torch.isin(full.labels, torch.tensor(normal)).nonzero().squeeze(1))
+        data = Split(with_channels(data.images, cfg.channels), data.labels)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data), generator=gen)
     if cfg.limit is not None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .data import as_nchw
 from .estimator import AnomalyVAE
@@ -28,6 +27,7 @@ class ScoreSummary:
     n_errors: int = 0
     top: list[dict] = field(default_factory=list)  # the most anomalous rows, for display
     errors: list[dict] = field(default_factory=list)  # the first few error rows, for display
+    notes: set[str] = field(default_factory=set)  # conversions made to fit the model (grey <-> colour), once each
 
 
 def _chunks(items: Iterable[Found], size: int) -> Iterator[list[Found]]:
@@ -41,17 +41,20 @@ def _chunks(items: Iterable[Found], size: int) -> Iterator[list[Found]]:
         yield chunk
 
 
-def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size: int = 1024) -> Iterator[pd.DataFrame]:
-    """One DataFrame per chunk: path, each score, is_anomaly, error (empty where the file was scored)."""
+def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size: int = 1024,
+                 notes: set[str] | None = None) -> Iterator[pd.DataFrame]:
+    """One DataFrame per chunk: path, each score, is_anomaly, error (empty where the file was scored).
+
+    Each file is prepared as the model's training images were: its size and channels (images.py)."""
     which = det.default_scores()
-    size = det.config_.image_size
+    channels, size = det.input_shape_[0], det.input_shape_[-1]
     for chunk in _chunks(iter_image_files(paths), chunk_size):
         arrays, ok, errors = [], [], [f.error for f in chunk]
         for i, f in enumerate(chunk):
             if f.error:
                 continue
             try:
-                arrays.append(load_image(f.path, size))
+                arrays.append(load_image(f.path, size, channels, notes))
                 ok.append(i)
             except DataError as e:
                 errors[i] = str(e)
@@ -100,7 +103,7 @@ def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path |
             csv.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{csv.name}.", suffix=".tmp", dir=csv.parent)
             os.close(fd)
-        for frame in score_frames(det, paths, chunk_size):
+        for frame in score_frames(det, paths, chunk_size, summary.notes):
             if tmp is not None:
                 frame.to_csv(tmp, mode="a", header=summary.n_files == 0, index=False, errors="backslashreplace")
             summary.n_files += len(frame)

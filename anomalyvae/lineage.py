@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .classes import format_classes, parse_classes
+from .config import IDX_DATASETS
 
 # What MLflow's dataset inputs call the role of each one (mlflow.data.context): the run page shows it as a badge.
 TRAINING, VALIDATION, EVALUATION = "training", "validation", "evaluation"
@@ -64,13 +65,18 @@ def source(cfg, split: str) -> dict[str, str]:
     if cfg.dataset in SUBDIRS:
         images, labels = locate(cfg.dataset, cfg.resolved_data_dir(), split, download=False)
         return {"uri": _uri(images), "labels": _uri(labels)}
+    if cfg.dataset == "mvtec":  # ROOT/train/good, ROOT/test (with ROOT/ground_truth)
+        return {"uri": _uri(cfg.resolved_data_dir() / ("train/good" if split == "train" else split))}
     return {"uri": _uri(cfg.resolved_data_dir())}
 
 
 def normal_words(cfg) -> str:
-    """'normal 0-8' for class datasets, the folder's name for a folder of normal images."""
+    """'normal 0-8' for class datasets, the folder's name for a folder of normal images, the root's name for
+    an MVTec-AD root (whose normal images are train/good)."""
     if cfg.dataset == "folder":
         return Path(cfg.train_dir).name
+    if cfg.dataset == "mvtec":
+        return Path(cfg.resolved_data_dir()).name
     return f"normal {format_classes(parse_classes(cfg.normal))}"
 
 
@@ -83,8 +89,8 @@ def _class_names(dataset: str, classes: list[int]) -> list[str]:
 
 def train_inputs(cfg, train, val) -> list[DataRef]:
     """The normal training images and the held-out normal images (early stopping, threshold), as two inputs."""
-    normal = [] if cfg.dataset == "folder" else parse_classes(cfg.normal)
-    what = Path(cfg.train_dir).name if cfg.dataset == "folder" else f"normal-{format_classes(normal)}"
+    normal = parse_classes(cfg.normal) if cfg.dataset in IDX_DATASETS else []
+    what = f"normal-{format_classes(normal)}" if normal else normal_words(cfg)
     common = {"normal_classes": format_classes(normal) if normal else "every image in the folder",
               "normal_class_names": ", ".join(_class_names(cfg.dataset, normal)) if normal else "",
               "train_images": len(train), "held_out_images": len(val), "seed": cfg.seed, "limit": cfg.limit}
@@ -97,10 +103,43 @@ def train_inputs(cfg, train, val) -> list[DataRef]:
                     {"images": len(val), **common}, VALIDATION, shape, dtype)]
 
 
-def anomaly_words(cfg, normal: list[int], folders: tuple[str, str] | None = None) -> str:
-    """What counts as the anomaly in an evaluation: 'digit 9', 'digits 0-7', 'Ankle boot', or a folder's name."""
-    if folders is not None:
-        return Path(folders[1]).name
+@dataclass
+class TestOrigin:
+    """Where an evaluation's test set came from (testsets.build's flags), in the words MLflow shows."""
+
+    name: str  # the dataset input's name: the same task gets the same name, so models compare side by side
+    source: dict[str, str]
+    anomaly: str  # what the anomaly was: 'digit 9', 'scratched', 'fashion-mnist'
+
+
+def test_origin(cfg, normal: list[int], normal_dir: str | None = None, anomaly_dir: str | None = None,
+                anomalies: str | None = None, data_dir: str | None = None) -> TestOrigin:
+    """The origin of the test set `testsets.build` makes from the same flags (its docstring lists the cases)."""
+    if anomaly_dir is not None:
+        return TestOrigin(f"folders-{Path(normal_dir).name}-vs-{Path(anomaly_dir).name}",
+                          {"uri": _uri(normal_dir), "anomalies": _uri(anomaly_dir)}, Path(anomaly_dir).name)
+    if anomalies is not None:
+        known = anomalies in IDX_DATASETS
+        words = anomalies if known else Path(anomalies).name
+        own = {"uri": _uri(normal_dir)} if normal_dir else _test_source(cfg, data_dir)
+        return TestOrigin(f"{cfg.dataset}-{normal_words(cfg).replace(' ', '-')}-vs-{words}",
+                          {**own, "anomalies": f"{anomalies} test split" if known else _uri(anomalies)}, words)
+    if cfg.dataset == "mvtec":
+        root = Path(data_dir) if data_dir else cfg.resolved_data_dir()
+        return TestOrigin(f"mvtec-{root.name}-test", {"uri": _uri(root / "test")}, "defects")
+    anomalous = [c for c in range(10) if c not in normal]
+    return TestOrigin(f"{cfg.dataset}-test-anomaly-{format_classes(anomalous)}", _test_source(cfg, data_dir),
+                      anomaly_words(cfg, normal))
+
+
+def _test_source(cfg, data_dir: str | None) -> dict[str, str]:
+    import dataclasses
+
+    return source(dataclasses.replace(cfg, data_dir=data_dir) if data_dir else cfg, "test")
+
+
+def anomaly_words(cfg, normal: list[int]) -> str:
+    """What counts as the anomaly in a class dataset's test split: 'digit 9', 'digits 0-7', 'Ankle boot'."""
     anomalous = [c for c in range(10) if c not in normal]
     if cfg.dataset == "mnist":
         return f"digit{'s' * (len(anomalous) > 1)} {format_classes(anomalous)}"
@@ -109,25 +148,17 @@ def anomaly_words(cfg, normal: list[int], folders: tuple[str, str] | None = None
     return f"classes {format_classes(anomalous)}"
 
 
-def test_input(cfg, test, y_true, normal: list[int], folders: tuple[str, str] | None = None) -> DataRef:
-    """The labelled test set an evaluation ran on; its name says what the anomaly was, so the models table
-    puts metrics of the same task side by side."""
+def test_input(test, y_true, normal: list[int], origin: TestOrigin) -> DataRef:
+    """The labelled test set an evaluation ran on, as an MLflow dataset input named by its origin."""
     import numpy as np
 
-    if folders is not None:
-        name = f"folders-{Path(folders[0]).name}-vs-{Path(folders[1]).name}"
-        src = {"uri": _uri(folders[0]), "anomalies": _uri(folders[1])}
-    else:
-        anomalous = [c for c in range(10) if c not in normal]
-        name = f"{cfg.dataset}-test-anomaly-{format_classes(anomalous)}"
-        src = source(cfg, "test")
     y = np.asarray(y_true, dtype=np.uint8)
     profile = {"images": int(len(y)), "anomalies": int(y.sum()), "normal": int(len(y) - y.sum()),
-               "anomaly": anomaly_words(cfg, normal, folders)}
-    if folders is None:
+               "anomaly": origin.anomaly}
+    if normal:
         profile["normal_classes"] = format_classes(normal)
-    return DataRef(name, digest(test.images, y), src, profile, EVALUATION, list(test.images.shape[1:]),
-                   str(test.images.dtype).replace("torch.", ""))
+    return DataRef(origin.name, digest(test.images, y), origin.source, profile, EVALUATION,
+                   list(test.images.shape[1:]), str(test.images.dtype).replace("torch.", ""))
 
 
 def train_run_name(cfg) -> str:

@@ -15,12 +15,12 @@ import torch
 
 from . import distributed, lineage, report
 from .classes import format_classes, parse_classes
-from .config import Config, auto_epochs
-from .data import CLASS_NAMES, Split, as_nchw, load_test, load_train
+from .config import IDX_DATASETS, Config, auto_epochs
+from .data import CLASS_NAMES, load_train
 from . import device
 from .errors import AnomalyVAEError, DataError, TrainingDiverged, TrainingInterrupted
 from .estimator import AnomalyVAE
-from .images import load_folder
+from .layouts import TestSet
 from .scores import available
 from .resume import check as resume_check, describe_changes
 from .tracking import EvaluateRun, Tracker
@@ -28,7 +28,12 @@ from .train import EpochStats, checkpoint_run_id
 
 
 def default_out(cfg: Config) -> Path:
-    what = Path(cfg.train_dir).name if cfg.dataset == "folder" else f"normal{format_classes(parse_classes(cfg.normal))}"
+    if cfg.dataset == "folder":
+        what = Path(cfg.train_dir).name
+    elif cfg.dataset == "mvtec":
+        what = cfg.resolved_data_dir().resolve().name
+    else:
+        what = f"normal{format_classes(parse_classes(cfg.normal))}"
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{cfg.arch}-{stamp}"
 
@@ -58,8 +63,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         raise AnomalyVAEError(f"--resume needs --out pointing at the interrupted model folder; {out} does not exist")
     data = load_train(cfg)
     if data.skipped:
-        log(f"skipped {len(data.skipped)} unreadable file(s) in {cfg.train_dir}, e.g. "
-            f"{data.skipped[0].path}: {data.skipped[0].error}")
+        log(f"skipped {len(data.skipped)} unreadable file(s), e.g. {data.skipped[0].path}: {data.skipped[0].error}")
     if resume and distributed.enabled():
         raise AnomalyVAEError("--resume is not supported under torchrun; resume with a single process")
     if not distributed.is_main():
@@ -88,7 +92,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
             on_epoch(s)
 
     info = {
-        "normal_classes": [] if cfg.dataset == "folder" else parse_classes(cfg.normal),
+        "normal_classes": parse_classes(cfg.normal) if cfg.dataset in IDX_DATASETS else [],
         "class_names": CLASS_NAMES.get(cfg.dataset, []),
         "mlflow_run_id": tracker.run_id,
     }
@@ -103,6 +107,10 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         if result.diverged:
             raise TrainingDiverged(f"{result.diverged} before any epoch completed; nothing saved. Lower --lr")
         raise TrainingInterrupted(f"stopped by {result.stopped_by} before the first epoch completed; nothing saved")
+    from .heatmaps import anomaly_maps
+
+    # the top of every picture's colour scale: the highest map value on held-out normal images
+    det.info_["map_vmax"] = float(anomaly_maps(det.model_, data.val.images).max())
     say(f"saving the model to {out}")
     det.save(out)
     (out / "history.json").write_text(json.dumps([asdict(h) for h in result.history], indent=1))
@@ -130,57 +138,85 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     return det, out
 
 
-def load_labelled_folders(normal_dir: str, anomaly_dir: str, size: int) -> Split:
-    """A test set from two folders: label 0 = normal, 1 = anomaly."""
-    parts = []
-    for label, folder in ((0, normal_dir), (1, anomaly_dir)):
-        arr, _, _ = load_folder(folder, size)
-        parts.append(Split(as_nchw(arr), torch.full((len(arr),), label, dtype=torch.int64)))
-    return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
-
-
-def evaluate_detector(det: AnomalyVAE, out: Path, test: Split | None = None, data_dir: str | None = None,
+def evaluate_detector(det: AnomalyVAE, out: Path, test: TestSet | None = None, data_dir: str | None = None,
                       tracker: Tracker | None = None, model_dir: Path | None = None,
-                      folders: tuple[str, str] | None = None) -> dict[str, Any]:
-    """Metrics, curves and reconstructions on a labelled test set (by default the dataset's test split).
-
-    `folders` (normal dir, anomaly dir) says where a `test` split came from, for the MLflow run's dataset input.
-    """
+                      origin: lineage.TestOrigin | None = None) -> dict[str, Any]:
+    """Metrics, curves, reconstructions and anomaly maps on a labelled test set (by default the model's own:
+    testsets.build); pixel AUROC and AUPRO where the test set has ground-truth masks. `origin` says where the
+    test set came from, for the MLflow run's dataset input (by default the model's own test split)."""
     from . import metrics, plots  # here, not at the top: sklearn's import took 3.5 s of `train`'s start-up
+    from .testsets import build
 
     cfg = det.config_
-    if test is not None:
-        y_true = test.labels.numpy().astype(bool)  # folders: 1 = anomaly
-        names = ["normal", "anomaly"]
-    elif cfg.dataset == "folder":
-        raise DataError("a folder-trained model has no test split; pass --normal-dir and --anomaly-dir")
-    else:
-        test = load_test(cfg.dataset, Path(data_dir) if data_dir else cfg.resolved_data_dir(), cfg.image_size)
-        y_true = ~np.isin(test.labels.numpy(), det.info_["normal_classes"])
-        names = CLASS_NAMES[cfg.dataset]
+    test = test if test is not None else build(det, data_dir)
+    y_true = test.anomalous
     if y_true.all() or not y_true.any():
         raise DataError("the test set needs both normal and anomalous images to be evaluated")
     out.mkdir(parents=True, exist_ok=True)
-    run = EvaluateRun(tracker, det, test, y_true, model_dir, folders if test is not None else None)
+    run = EvaluateRun(tracker, det, test, y_true, model_dir, origin)
     try:
-        scores = det.anomaly_scores(test.images, which=available(cfg.input_kind))
+        images = torch.from_numpy(test.images)
+        scores = det.anomaly_scores(images, which=available(cfg.input_kind))
         main = scores[det.score_]
         result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
                                   **metrics.at_threshold(y_true, main, det.threshold_)}
         result["scores"] = {k: metrics.ranking(y_true, v) for k, v in scores.items()}
-        result["per_class"] = metrics.per_class(test.labels.numpy(), main, y_true, names)
+        result["per_class"] = metrics.per_class(test.labels, main, y_true, test.names)
+        if test.masks is not None:
+            from .heatmaps import anomaly_maps
+
+            result.update(pixel_results(anomaly_maps(det.model_, images), test, result["per_class"]))
         result["n_test"] = int(len(y_true))
         result["n_anomalies"] = int(y_true.sum())
         result["model_dir"] = str(model_dir) if model_dir else None
         artifacts = plots.curves(y_true, scores, out, det.score_)
         artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
         order = np.argsort(-main)  # the most anomalous test images first
-        artifacts.append(plots.reconstruction_grid(det.model_, test.images[torch.from_numpy(order[:16].copy())], out))
-        artifacts.append(report.write(out, result, det, test.images, test.labels.numpy(), main, artifacts[:3],
-                                      names=names))
+        artifacts.append(plots.reconstruction_grid(det.model_, images[torch.from_numpy(order[:16].copy())], out))
+        artifacts.append(report.write(out, result, det, images, test.labels, main, artifacts[:3], names=test.names,
+                                      paths=test.paths))
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
     except BaseException as e:
         run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     run.finish(result, out, artifacts)
     return result
+
+
+PIXEL_METRIC_SIDE = 256  # pixel metrics of larger images are computed with map and mask shrunk to this side
+
+
+def pixel_results(maps: np.ndarray, test: TestSet, per_class: list[dict]) -> dict[str, float]:
+    """Pixel AUROC and AUPRO of the maps (N, S, S) of the test set's images, overall and per anomaly class
+    (its images and every normal one, as MVTec-AD reports them); per-class figures go into the `per_class` rows.
+
+    Maps are compared with masks at each file's own resolution (maps resized to it), shrunk to at most
+    PIXEL_METRIC_SIDE on the longer side so 1024 px photos do not hold gigabytes (a shrunk mask pixel is
+    anomalous where any of the pixels it covers is, so thin scratches survive).
+    """
+    from . import pixel_metrics
+    from .heatmaps import resize_map
+
+    shapes = test.shapes or [tuple(test.images.shape[-2:])] * len(maps)
+    pairs_map, pairs_mask = [], []
+    for amap, shape, mask in zip(maps, shapes, test.masks):
+        h, w = shape
+        k = min(1.0, PIXEL_METRIC_SIDE / max(h, w))
+        target = (max(1, round(h * k)), max(1, round(w * k)))
+        pairs_map.append(resize_map(amap, target))
+        pairs_mask.append(np.zeros(target, bool) if mask is None else _shrink_mask(mask, target))
+    result = pixel_metrics.summary(pairs_map, pairs_mask)
+    normal = ~test.anomalous
+    for row in per_class:
+        if not row["anomaly"]:
+            continue
+        sel = np.flatnonzero(normal | (test.labels == row["label"]))
+        row.update(pixel_metrics.summary([pairs_map[i] for i in sel], [pairs_mask[i] for i in sel]))
+    return result
+
+
+def _shrink_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if mask.shape == tuple(shape):
+        return mask
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return (torch.nn.functional.interpolate(t, size=shape, mode="area")[0, 0] > 0).numpy()

@@ -51,32 +51,44 @@ def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> s
 
 
 def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: np.ndarray, scores: np.ndarray,
-          figures: list[Path], top: int = 16, names: list[str] | None = None) -> Path:
+          figures: list[Path], top: int = 16, names: list[str] | None = None, paths: list[str] | None = None) -> Path:
     """Write out/report.html: headline numbers, curves and histograms (the PNGs in `figures`), per-class
-    table and the `top` most anomalous test images beside their reconstructions and per-pixel error maps."""
+    table and the `top` most anomalous test images, each beside its reconstruction and its anomaly map over
+    it (at the file's own resolution where `paths` names the files), with a colour bar."""
+    from .images import load_image
+
     cfg = det.config_
     order = np.argsort(-scores)[:top]
-    recs, errs = heatmaps.pixel_errors(det.model_, images[torch.from_numpy(order.copy())])
+    maps, recs = heatmaps.maps_and_recons(det.model_, torch.as_tensor(images)[torch.from_numpy(order.copy())])
+    vmax = heatmaps.map_vmax(det, maps)
     # the evaluation knows each class's truth: say which of the top images are right to be flagged
     truth = {r["label"]: r["anomaly"] for r in result["per_class"]}
     tiles, outcomes = [], []
-    for rank, (i, rec, err) in enumerate(zip(order, recs, errs), 1):
+    for rank, (i, rec, amap) in enumerate(zip(order, recs, maps), 1):
         label = int(labels[i])
         name = names[label] if names and 0 <= label < len(names) else str(label)
         outcome = OUTCOMES[(truth.get(label, False), bool(scores[i] > det.threshold_))]
         outcomes.append(outcome)
-        tiles.append(f"<figure>{_img(heatmaps.png_bytes(heatmaps.panel(heatmaps.as_display(images[i:i + 1])[0].numpy(), rec, err)), f'test image {i}')}"
-                     f"<figcaption>#{rank}: <b class=\"{outcome[0]}\">{outcome[1]}</b>: test image {i}, class "
+        shown = load_image(paths[i], None, 3) if paths is not None else np.asarray(images[i])
+        what = html.escape(Path(paths[i]).name) if paths is not None else f"test image {i}"
+        picture = heatmaps.png_bytes(heatmaps.figure(shown, rec, amap, vmax))
+        tiles.append(f"<figure>{_img(picture, f'test image {i}')}"
+                     f"<figcaption>#{rank}: <b class=\"{outcome[0]}\">{outcome[1]}</b>: {what}, class "
                      f"{html.escape(name)} ({outcome[2]}), {det.score_} {scores[i]:.2f}</figcaption></figure>")
     tally = ", ".join(f"{outcomes.count(o)} {o[1]}" for o in OUTCOMES.values() if o in outcomes)
     kpis = [("AUROC", result["auroc"]), ("AUPRC", result["auprc"]), ("threshold", result["threshold"]),
             ("FPR on test normals", result["fpr"]), ("target FPR", cfg.fpr),
             ("FPR on held-out normals", det.info_.get("val_fpr", float("nan"))),
             ("precision", result["precision"]), ("recall", result["recall"]), ("F1", result["f1"])]
+    pixel = "pixel_auroc" in result  # where the test set has ground-truth masks
+    if pixel:
+        kpis[2:2] = [("pixel AUROC", result["pixel_auroc"]), ("pixel AUPRO (to 30% FPR)", result["pixel_aupro"])]
     score_rows = [[k + (" (default)" if k == result["score"] else ""), v["auroc"], v["auprc"]]
                   for k, v in result["scores"].items()]
     class_rows = [[r["class"], "anomaly" if r["anomaly"] else "normal", r["n"], r["mean_score"], r.get("auroc", "")]
-                  for r in result["per_class"]]
+                  + ([r.get("pixel_auroc", ""), r.get("pixel_aupro", "")] if pixel else []) for r in result["per_class"]]
+    class_header = ["class", "role", "n", f"mean {det.score_}", "AUROC vs normals"] + (
+        ["pixel AUROC", "pixel AUPRO"] if pixel else [])
     figs = "".join(_img(Path(f).read_bytes(), Path(f).stem) for f in figures)
     normal = ", ".join(map(str, det.info_.get("normal_classes", []))) or "folder"
     page = f"""<!doctype html>
@@ -93,10 +105,11 @@ Test set: {result['n_test']} images, {result['n_anomalies']} anomalies. Written
 tp {result['tp']}, fp {result['fp']}, tn {result['tn']}, fn {result['fn']}.</p>
 <h2>Ranking quality of each score</h2>{_table(['score', 'AUROC', 'AUPRC'], score_rows)}
 <h2>ROC and precision-recall curves, score histograms</h2><div class="figs">{figs}</div>
-<h2>Per class</h2>{_table(['class', 'role', 'n', f'mean {det.score_}', 'AUROC vs normals'], class_rows, 2)}
+<h2>Per class</h2>{_table(class_header, class_rows, 2)}
 <h2>The {len(order)} most anomalous test images</h2>
-<p>{tally}. Each: input | reconstruction at z = mu | per-pixel error -log p(x<sub>i</sub> | z) (black 0,
-yellow &ge; {heatmaps.VMAX:g} nats).</p><div class="grid">{''.join(tiles)}</div>
+<p>{tally}. Each: input | reconstruction at z = mu | anomaly map over the input (per-pixel squared
+reconstruction error summed over channels, smoothed) | colour bar, black 0 to yellow {vmax:.3g} (the highest map
+value on the model's held-out normal images).</p><div class="grid">{''.join(tiles)}</div>
 </body></html>
 """
     path = Path(out) / "report.html"

@@ -25,6 +25,8 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
     ScoreInfo("elbo", "negative ELBO at z = mu: recon + KL(q(z|x) || N(0, I))"),
     ScoreInfo("iwae", "importance-weighted bound with K fixed noise vectors (Burda et al. 2016)", cheap=False),
     ScoreInfo("blur", "squared error after a 5x5 box blur of input and reconstruction", image_only=True),
+    ScoreInfo("peak", "the highest value of the anomaly map (per-pixel squared error, smoothed): a small local "
+              "defect that image-wide sums dilute", image_only=True),
     ScoreInfo("latent", "-log density of mu under a Gaussian mixture of the normal codes", needs=("mixture",)),
     ScoreInfo("knn", "mean distance from mu to its k nearest normal codes", needs=("codes",)),
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",

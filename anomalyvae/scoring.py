@@ -7,6 +7,8 @@
             drawn once from a fixed seed and shared by every input, so a score never depends on its batch.
 - blur:     squared error between input and reconstruction after a 5x5 box blur of both: unlike the
             Bernoulli likelihood it does not reward simple images, and it forgives one-pixel misalignment.
+- peak:     the highest value of the image's anomaly map (pixel_map): the MVTec-AD way to score an image, as
+            a defect covering 0.5% of the pixels moves any image-wide sum by little.
 - latent:   -log density of mu under a Gaussian mixture fitted to the mu of the normal training data:
             an input whose code lies where no normal code lies is anomalous even if it reconstructs well.
 - knn:      mean distance from mu to its k nearest codes of the normal training data (non-parametric).
@@ -136,6 +138,36 @@ def _blur(p: Pass) -> torch.Tensor:
     return F.avg_pool2d(diff, 5, stride=1, padding=2, count_include_pad=False).pow(2).flatten(1).sum(1)
 
 
+MAP_SIGMA = 1 / 128  # anomaly maps' Gaussian smoothing, a fraction of the image side: 1 px at 128, 0.22 at 28.
+# Measured on the synthetic inspection set (benchmarks/synthetic_inspection.py): best AUPRO and image AUROC of
+# the maps' maxima among 0, 1/128, 1/64, 1/32 and 1/16, and within 0.001 of the best pixel AUROC
+
+
+def pixel_map(x: torch.Tensor, rec: torch.Tensor, sigma: float = MAP_SIGMA) -> torch.Tensor:
+    """Anomaly maps (N, H, W): squared error of (N, C, H, W) input and reconstruction summed over channels,
+    smoothed with a Gaussian of sigma x the image side (truncated at 4 sigma, edges repeated, as scipy's)."""
+    return smooth((x.float() - rec.float()).pow(2).sum(1), sigma)
+
+
+def smooth(m: torch.Tensor, sigma: float = MAP_SIGMA) -> torch.Tensor:
+    """(N, H, W) maps blurred by a Gaussian of sigma x the image side."""
+    s = sigma * m.shape[-1]
+    if s <= 0:
+        return m
+    # the separable blur as two products with banded matrices: a 1-channel conv2d with a 17-tap kernel took
+    # a fifth of the scoring time of 128 px images (measured), a matrix product a tenth of that
+    return _gaussian_matrix(m.shape[-2], s, m) @ m @ _gaussian_matrix(m.shape[-1], s, m).T
+
+
+def _gaussian_matrix(n: int, s: float, like: torch.Tensor) -> torch.Tensor:
+    """(n, n) M with (M @ v)[i] = sum_t k[t] v[clamp(i + t)]: a Gaussian blur of v with repeated edges."""
+    r = max(1, math.ceil(4 * s))
+    t = torch.arange(-r, r + 1, device=like.device)
+    k = torch.exp(-0.5 * (t.to(like.dtype) / s) ** 2)
+    src = (torch.arange(n, device=like.device)[:, None] + t).clamp(0, n - 1)
+    return torch.zeros(n, n, dtype=like.dtype, device=like.device).scatter_add_(1, src, (k / k.sum()).expand(n, -1))
+
+
 def _combined(p: Pass) -> torch.Tensor:
     st = p.state
     return sum((p.get(c) - st.mean[c]) / st.std[c] for c in p.cfg.combine_parts())
@@ -146,6 +178,7 @@ COMPUTE: dict[str, Callable[[Pass], torch.Tensor]] = {
     "elbo": lambda p: p.get("recon") + kl_divergence(p.mu, p.logvar),
     "iwae": _iwae,
     "blur": _blur,
+    "peak": lambda p: pixel_map(p.x, p.model.mean(p.out)).flatten(1).amax(1),
     "latent": lambda p: latent_nll(p.mu, p.state),
     "knn": lambda p: knn_distance(p.mu, p.state.codes, p.cfg.knn_k),
     "combined": _combined,
@@ -180,6 +213,16 @@ def score_batch(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which,
     return {name: as_float(p.get(name)) for name in which}
 
 
+BATCH_VALUES = 1 << 21  # input values per scoring batch: 42 RGB images of 128 px, 1024 (the cap) of 28 px grey.
+# Measured on 1,000 RGB 128 px images, one thread: batches of 32 scored them in 3.4 s, of 1024 in 6.7 s (the
+# activations of a big batch of large images fall out of the caches), and memory stays a few hundred MB.
+
+
+def batch_for(raw: torch.Tensor, most: int = 1024) -> int:
+    """How many inputs to score at once: fewer as they grow, so time and memory stay flat in their size."""
+    return max(1, min(most, BATCH_VALUES // max(1, math.prod(raw.shape[1:]))))
+
+
 def batches(n: int, size: int) -> Iterator[slice]:
     """The one batching loop: consecutive slices of at most `size` items, so memory stays flat."""
     for start in range(0, n, size):
@@ -187,7 +230,7 @@ def batches(n: int, size: int) -> Iterator[slice]:
 
 
 def score_inputs(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which,
-                 batch_size: int = 1024) -> dict[str, np.ndarray]:
+                 batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Scores of many prepared-to-be inputs (uint8/float images or features), as float64 numpy arrays."""
     check_computable(which, state, cfg)
     model.eval()
@@ -198,25 +241,26 @@ def score_inputs(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which
         model, precision = copy.deepcopy(model).double(), "float32"
     state = state.to(device.of(model), next(model.parameters()).dtype)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in which}
-    for sl in batches(len(raw), batch_size):
+    for sl in batches(len(raw), batch_size or batch_for(raw)):
         for k, v in score_batch(model, raw[sl], state, cfg, which, precision).items():
             parts[k].append(v.cpu())
     return {k: torch.cat(v).double().numpy() for k, v in parts.items()}
 
 
 @torch.inference_mode()
-def encode_mu(model, raw: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def encode_mu(model, raw: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Posterior means of many inputs, on the CPU."""
     model.eval()
-    return torch.cat([model.encode(model.prepare(raw[sl]))[0].float().cpu() for sl in batches(len(raw), batch_size)])
+    size = batch_size or batch_for(raw, 2048)
+    return torch.cat([model.encode(model.prepare(raw[sl]))[0].float().cpu() for sl in batches(len(raw), size)])
 
 
 @torch.inference_mode()
-def reconstruct(model, raw: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruct(model, raw: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Reconstructions E[x | z = mu] and per-element -log p(x_i | z = mu), on the CPU: what heat maps draw."""
     model.eval()
     recs, errs = [], []
-    for sl in batches(len(raw), batch_size):
+    for sl in batches(len(raw), batch_size or batch_for(raw)):
         x = model.prepare(raw[sl])
         out = model.decode(model.encode(x)[0])
         recs.append(model.mean(out).float().cpu())

@@ -247,7 +247,7 @@ def _training_experiment(mlflow, name: str) -> str:
 
 
 # the metrics that go on the logged model's page and into the models table, per evaluation set
-MODEL_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "fpr")
+MODEL_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "fpr", "pixel_auroc", "pixel_aupro")  # pixel: with masks
 # what an evaluate run repeats of its model's config: enough to sort and compare evaluations by what was swept,
 # few enough that MLflow's image cards (which list every param above the image) keep room for the figure
 EVALUATE_PARAMS = ("dataset", "normal", "arch", "latent_dim", "seed", "score", "epochs", "limit")
@@ -260,20 +260,21 @@ class EvaluateRun:
     the test set. Like every tracking step it can fail without failing the evaluation."""
 
     def __init__(self, tracker: Tracker | None, det, test, y_true, model_dir: Path | None,
-                 folders: tuple[str, str] | None):
+                 origin: lineage.TestOrigin | None = None):
         cfg = det.config_
         self.t = tracker if tracker is not None else Tracker(cfg.experiment, enabled=False)
         self.cfg, self.det = cfg, det
         self.data = self.train_link = self.model_link = self.model_id = None
         normal = det.info_.get("normal_classes") or []
-        self.anomaly = lineage.anomaly_words(cfg, normal, folders)
+        origin = origin or lineage.test_origin(cfg, normal)
+        self.anomaly = origin.anomaly
         train_run = det.info_.get("mlflow_run_id")
         self.t.start(run_name=lineage.evaluate_run_name(cfg, self.anomaly),
                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
                            "anomalyvae.train_run_id": train_run or ""})
 
         def inputs():
-            self.data = lineage.test_input(cfg, test, y_true, normal, folders)
+            self.data = lineage.test_input(test, y_true, normal, origin)
             found = self.t.lookup_run(train_run) if train_run else None
             if found:
                 self.model_id = found[1]
@@ -292,8 +293,9 @@ class EvaluateRun:
         def log():
             flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in MODEL_METRICS}
             flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
-            flat.update({f"auroc_class_{r['label']}": r["auroc"] for r in result["per_class"] if "auroc" in r})
-            t.log_model_metrics({k: result[k] for k in MODEL_METRICS}, self.data, self.model_id)
+            flat.update({f"{m}_class_{r['label']}": r[m] for r in result["per_class"]
+                         for m in ("auroc", "pixel_auroc", "pixel_aupro") if m in r})
+            t.log_model_metrics({k: result[k] for k in MODEL_METRICS if k in result}, self.data, self.model_id)
             t.log_metrics(flat)
             t.log_images({f"figures/{FIGURES.get(p.stem, p.stem)}": p for p in artifacts if p.suffix == ".png"})
             t.log_artifact(out, "evaluation")

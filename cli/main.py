@@ -21,7 +21,7 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from anomalyvae import __version__
-from anomalyvae.config import ARCHS, DATASETS, Config
+from anomalyvae.config import ARCHS, DATASETS, IDX_DATASETS, Config
 from anomalyvae.resume import MAY_CHANGE
 from anomalyvae.scores import NAMES as SCORE_NAMES
 
@@ -188,13 +188,18 @@ class _Stopper:
 @app.command(cls=_Command)
 def train(
     normal: Optional[str] = typer.Option(None, "--normal", "-n", metavar="CLASSES", help=_help(
-        "Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7; every other class is an anomaly.", Config.normal)),
+        "Normal classes, e.g. 0-8, 0,2,4, 3, 1-3,7, or all (every class: evaluate with --anomalies); every other "
+        "class is an anomaly.", Config.normal)),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", metavar="NAME", help=_help(
-        " | ".join(DATASETS) + ".", Config.dataset)),
+        " | ".join(DATASETS) + "; mvtec trains on DATA_DIR/train/good.", Config.dataset)),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help=_help(
-        "Folder with the dataset's IDX files.", "$ANOMALYVAE_DATA_DIR, else ./data")),
+        "Folder with the dataset's IDX files, or the MVTec-AD root.", "$ANOMALYVAE_DATA_DIR, else ./data")),
     train_dir: Optional[str] = typer.Option(None, "--train-dir", metavar="DIR", help=_help(
         "With --dataset folder: a folder of normal images.", "none")),
+    channels: Optional[int] = typer.Option(None, "--channels", metavar="1|3", help=_help(
+        "Image channels: 1 (grey) or 3 (RGB).", "3 if any training image is colour, else 1")),
+    image_size: Optional[int] = typer.Option(None, "--image-size", metavar="N", help=_help(
+        "Images are resized to NxN (aspect ratio not kept, as torchvision's Resize((N, N))).", Config.image_size)),
     arch: Optional[str] = typer.Option(None, "--arch", metavar="ARCH", help=_help(
         "Architecture: " + " | ".join(ARCHS) + "; auto is conv for images of side >= 16, else mlp.", Config.arch)),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", metavar="N", help=_help(
@@ -234,9 +239,9 @@ def train(
     _set_debug(debug)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
-    given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch, epochs=epochs,
-                 batch_size=batch_size, lr=lr, seed=seed, fpr=fpr, score=score, limit=limit, device=device,
-                 tracking_uri=tracking_uri)
+    given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
+                 channels=channels, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     if register and no_tracking:
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
@@ -286,11 +291,16 @@ def train(
 def evaluate(
     model: Optional[str] = ModelOpt,
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DIR", help=_help(
-        "Where the dataset's test files are.", "as trained")),
+        "Where the dataset's test files are (IDX files, or the MVTec-AD root).", "as trained")),
     normal_dir: Optional[Path] = typer.Option(None, "--normal-dir", metavar="DIR", help=_help(
-        "Test on a folder of normal images (with --anomaly-dir).", "the dataset's test split")),
+        "Test on a folder of normal images (with --anomaly-dir or --anomalies).", "the dataset's test split")),
     anomaly_dir: Optional[Path] = typer.Option(None, "--anomaly-dir", metavar="DIR", help=_help(
         "Test on a folder of anomalous images (with --normal-dir).", "the dataset's test split")),
+    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", metavar="DIR", help=_help(
+        "Ground-truth masks of the --anomaly-dir images, same names (pixel AUROC and AUPRO).", "none")),
+    anomalies: Optional[str] = typer.Option(None, "--anomalies", metavar="NAME|DIR", help=_help(
+        " | ".join(IDX_DATASETS) + " | DIR: these images are the anomalies, the model's own normal test images "
+        "the normals.", "the classes not trained as normal")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help=_help(
         "Folder for the report, plots and metrics.", "MODEL/evaluation, or ./evaluation for a URI")),
     metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", metavar="FILE", help=_help(
@@ -300,29 +310,33 @@ def evaluate(
     no_tracking: bool = NoTrackOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with a report."""
+    """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with a report;
+    pixel AUROC / AUPRO where there are masks (MVTec-AD ground_truth, --mask-dir)."""
     import json
 
     from rich.table import Table
 
-    from anomalyvae.errors import AnomalyVAEError
+    from anomalyvae.lineage import test_origin
     from anomalyvae.mlflow_model import is_model_uri
     from anomalyvae.modeldir import atomic_write_bytes
-    from anomalyvae.pipeline import evaluate_detector, load_labelled_folders
+    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.testsets import build
 
     _set_debug(debug)
     device = _device(device)
-    if (normal_dir is None) != (anomaly_dir is None):
-        raise AnomalyVAEError("--normal-dir and --anomaly-dir go together; pass both")
     det, source = _load(model, tracking_uri, device)
     model_dir = None if is_model_uri(source) else Path(source)
-    test = None
-    if normal_dir is not None:
-        test = load_labelled_folders(normal_dir, anomaly_dir, det.config_.image_size)
+    notes: set[str] = set()
+    test = build(det, data_dir, normal_dir, anomaly_dir, mask_dir, anomalies, notes)
+    for note in sorted(notes):
+        _warn(note)
+    if test.skipped:
+        _warn(f"skipped {len(test.skipped)} unreadable test file(s), e.g. {test.skipped[0].path}: {test.skipped[0].error}")
+    origin = test_origin(det.config_, list(det.info_.get("normal_classes", [])), normal_dir, anomaly_dir, anomalies,
+                         data_dir)
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
     res = evaluate_detector(det, out or (model_dir / "evaluation" if model_dir else Path("evaluation")), test=test,
-                            data_dir=data_dir, tracker=tracker, model_dir=model_dir,
-                            folders=(str(normal_dir), str(anomaly_dir)) if normal_dir else None)
+                            data_dir=data_dir, tracker=tracker, model_dir=model_dir, origin=origin)
     if metrics_out is not None:
         atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
     table = Table(title=f"{source}  ({res['n_test']} test images, {res['n_anomalies']} anomalies)")
@@ -339,6 +353,8 @@ def evaluate(
     if per:
         console.print("AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['auroc']:.3f}" for r in per),
                       highlight=False)
+    if "pixel_auroc" in res:
+        console.print(f"pixel AUROC {res['pixel_auroc']:.4f}  pixel AUPRO {res['pixel_aupro']:.4f}", highlight=False)
     console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
     _print_run(tracker)
 
@@ -353,7 +369,8 @@ def score(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", metavar="URI", help=_help(
         "MLflow tracking URI for --model URIs.", "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")),
     heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", metavar="DIR", help=_help(
-        "Write an input | reconstruction | per-pixel error PNG of each flagged image here.", "none")),
+        "Write a PNG of each flagged image here: input | reconstruction | anomaly map over the input | colour "
+        "bar, with its score.", "none")),
     device: Optional[str] = DeviceOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -384,6 +401,8 @@ def score(
     console.print(table)
     for row in summary.errors:
         err.print(Text("skipped ", style="yellow") + Text(f"{row['path']}: {row['error']}"), highlight=False)
+    for note in sorted(summary.notes):
+        _warn(note)
     if heatmaps is not None:
         from anomalyvae.heatmaps import write_flagged
 

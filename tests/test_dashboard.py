@@ -151,6 +151,7 @@ def test_an_experiment_made_before_gets_the_model_training_tags_and_keeps_its_ow
 def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tmp_path, tiny_detector):
     import mlflow
 
+    from anomalyvae.lineage import test_origin
     from anomalyvae.pipeline import evaluate_detector
     from anomalyvae.tracking import Tracker
 
@@ -158,7 +159,7 @@ def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tm
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     warnings = []
     res = evaluate_detector(tiny_detector, tmp_path / "ev", test=test, tracker=Tracker("e", uri, warn=warnings.append),
-                            folders=("good", "bad"))
+                            origin=test_origin(tiny_detector.config_, [0], "good", "bad"))
     assert not warnings
     client = mlflow.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("e").experiment_id])
@@ -171,14 +172,17 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     import torch
 
     from anomalyvae.config import make_config
-    from anomalyvae.lineage import anomaly_words, digest, evaluate_run_name, train_run_name
+    from anomalyvae.lineage import anomaly_words, digest, evaluate_run_name, test_origin, train_run_name
 
     mnist, fashion = make_config(normal="0-8"), make_config(dataset="fashion-mnist", normal="0-8")
     assert train_run_name(mnist) == f"train mnist normal 0-8 {mnist.arch}"
     assert anomaly_words(mnist, list(range(9))) == "digit 9"
     assert anomaly_words(make_config(normal="3"), [3]) == "digits 0-2,4-9"
     assert anomaly_words(fashion, list(range(9))) == "Ankle boot"
-    assert anomaly_words(mnist, [0], folders=("ok", "scratched")) == "scratched"
+    assert test_origin(mnist, [0], "ok", "scratched").anomaly == "scratched"
+    assert test_origin(mnist, list(range(10)), anomalies="fashion-mnist").name == "mnist-normal-0-9-vs-fashion-mnist"
+    mvtec = test_origin(make_config(dataset="mvtec", data_dir="/x/bottle"), [])
+    assert (mvtec.name, mvtec.anomaly) == ("mvtec-bottle-test", "defects")
     assert evaluate_run_name(mnist, "digit 9", 0.8049) == f"evaluate mnist normal 0-8 {mnist.arch} on digit 9: AUROC 0.80"
     a = torch.zeros((3, 1, 4, 4), dtype=torch.uint8)
     b = a.clone()
@@ -187,12 +191,13 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
 
 
 def _random_test_split():
-    import torch
+    import numpy as np
 
-    from anomalyvae.data import Split
+    from anomalyvae.layouts import TestSet
 
-    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    return Split(images, torch.tensor([0, 1] * 20))
+    images = np.random.default_rng(1).integers(0, 256, (40, 1, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 1] * 20)
+    return TestSet(images, labels, ["good", "bad"], labels == 1)
 
 
 def test_evaluate_with_the_tracking_server_down_warns_once_and_writes_everything(tmp_path, tiny_detector):

@@ -13,13 +13,13 @@ from anomalyvae.images import load_image
 
 
 def pillow_gray(path):
-    return np.asarray(Image.open(path).convert("L"))
+    return np.asarray(Image.open(path).convert("L"))[None]  # load_image's (1, H, W)
 
 
 @pytest.fixture
 def no_pillow(monkeypatch):
     """Make the Pillow path fail loudly, to prove a file went through libpng."""
-    def refuse(file, size):
+    def refuse(*args):
         raise AssertionError("went through Pillow")
 
     monkeypatch.setattr(images, "_decode_pillow", refuse)
@@ -31,7 +31,7 @@ def test_gray8_png_goes_through_libpng_and_matches_pillow(tmp_path, seed):
     Image.fromarray(arr).save(tmp_path / "g.png", compress_level=seed)
     expected = pillow_gray(tmp_path / "g.png")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(images, "_decode_pillow", lambda f, s: pytest.fail("went through Pillow"))
+        mp.setattr(images, "_decode_pillow", lambda *a: pytest.fail("went through Pillow"))
         out = load_image(tmp_path / "g.png", 28)
     assert out.dtype == np.uint8 and np.array_equal(out, expected)
 
@@ -39,7 +39,7 @@ def test_gray8_png_goes_through_libpng_and_matches_pillow(tmp_path, seed):
 def test_gray8_png_with_transparency_matches_pillow(tmp_path, no_pillow):
     arr = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
     Image.fromarray(arr).save(tmp_path / "t.png", transparency=int(arr[0, 0]))
-    assert np.array_equal(load_image(tmp_path / "t.png", 28), arr)
+    assert np.array_equal(load_image(tmp_path / "t.png", 28)[0], arr)
 
 
 @pytest.mark.parametrize("make", [
@@ -54,9 +54,9 @@ def test_other_pngs_keep_the_pillow_path(tmp_path, make):
     seen = []
     real = images._decode_pillow
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(images, "_decode_pillow", lambda f, s: seen.append(1) or real(f, s))
+        mp.setattr(images, "_decode_pillow", lambda *a: seen.append(1) or real(*a))
         out = load_image(tmp_path / "x.png", 28)
-    assert seen and out.shape == (28, 28) and out.dtype == np.uint8
+    assert seen and out.shape == (1, 28, 28) and out.dtype == np.uint8
 
 
 def test_corrupt_gray8_png_is_a_data_error_from_pillow(tmp_path):
