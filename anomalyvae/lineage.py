@@ -11,6 +11,7 @@ from typing import Any
 
 from .classes import format_classes, parse_classes
 from .config import IDX_DATASETS
+from .errors import DataError
 
 # What MLflow's dataset inputs call the role of each one (mlflow.data.context): the run page shows it as a badge.
 TRAINING, VALIDATION, EVALUATION = "training", "validation", "evaluation"
@@ -63,7 +64,10 @@ def source(cfg, split: str) -> dict[str, str]:
     if cfg.dataset == "folder":
         return {"uri": _uri(cfg.train_dir)}
     if cfg.dataset in SUBDIRS:
-        images, labels = locate(cfg.dataset, cfg.resolved_data_dir(), split, download=False)
+        try:
+            images, labels = locate(cfg.dataset, cfg.resolved_data_dir(), split, download=False)
+        except DataError:  # an evaluation on other data (--anomalies, folders): the files may be elsewhere
+            return {"uri": _uri(cfg.resolved_data_dir())}
         return {"uri": _uri(images), "labels": _uri(labels)}
     if cfg.dataset == "mvtec":  # ROOT/train/good, ROOT/test (with ROOT/ground_truth)
         return {"uri": _uri(cfg.resolved_data_dir() / ("train/good" if split == "train" else split))}
@@ -122,7 +126,8 @@ def test_origin(cfg, normal: list[int], normal_dir: str | None = None, anomaly_d
         known = anomalies in IDX_DATASETS
         words = anomalies if known else Path(anomalies).name
         own = {"uri": _uri(normal_dir)} if normal_dir else _test_source(cfg, data_dir)
-        return TestOrigin(f"{cfg.dataset}-{normal_words(cfg).replace(' ', '-')}-vs-{words}",
+        own_words = f"normal-{format_classes(normal)}" if normal else normal_words(cfg).replace(" ", "-")
+        return TestOrigin(f"{cfg.dataset}-{own_words}-vs-{words}",
                           {**own, "anomalies": f"{anomalies} test split" if known else _uri(anomalies)}, words)
     if cfg.dataset == "mvtec":
         root = Path(data_dir) if data_dir else cfg.resolved_data_dir()

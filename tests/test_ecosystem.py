@@ -143,7 +143,7 @@ def test_score_writes_heat_maps_and_loads_the_model_from_mlflow(trained, workdir
     maps = sorted((workdir / "maps").iterdir())
     assert flagged and [m.name for m in maps] == [f"{f}.heatmap.png" for f in flagged]  # inside images/
     with Image.open(maps[0]) as im:  # input | reconstruction | error, and a band with score and colour bar
-        assert im.size[0] == (3 * 28 + 4) * 4 and im.size[1] > 28 * 4 and im.mode == "RGB"
+        assert im.size[0] > 3 * 28 * 4 and im.size[1] > 28 * 4 and im.mode == "RGB"
     r = run_cli("score", "images", "--model", f"models:/{REGISTERED}/1", "--out", "remote.csv", cwd=workdir)
     assert r.returncode == 0, r.stderr
     pd.testing.assert_frame_equal(pd.read_csv(workdir / "remote.csv"), local)

@@ -15,10 +15,11 @@ from anomalyvae import heatmaps
 @pytest.fixture
 def labelled(tiny_detector):
     """8 normal and 8 anomalous test images: exactly the 16 the report shows."""
-    from anomalyvae.data import Split
+    from anomalyvae.layouts import TestSet
 
     images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    return Split(images, torch.tensor([0] * 8 + [1] * 8))
+    labels = np.array([0] * 8 + [1] * 8)
+    return TestSet(images.numpy(), labels, ["normal", "anomaly"], labels == 1)
 
 
 def captions(page: str) -> list[tuple[str, str]]:
