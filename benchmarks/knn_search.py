@@ -10,7 +10,7 @@ Each case trains the default conv model through the library (AnomalyVAE.fit_spli
 - img/s of the default score (`combined`) end to end with each search swapped into scoring.knn_distance;
 - AUROC of `knn` and of `combined` against the exact search (knn's normalisation re-fitted on the held-out
   normal codes for every candidate, as fit_splits does), and the build time of each index.
-Candidates: the current cdist + topk (the reference); anomalyvae.knn.KnnIndex (the recommendation: faiss IVF
+Candidates: the exact cdist + topk (the reference); anomalyvae.knn.KnnIndex (the recommendation: faiss IVF
 above knn.IVF_MIN_CODES codes); exact kernels: one addmm + topk on squared distances, addmm + topk over group
 minima; faiss's flat, IVF and HNSW indexes (if faiss-cpu is installed); an exact search over a compressed set of
 codes: k-means centroids (MiniBatchKMeans), a random subset, a greedy k-centre coreset; and no search at all
@@ -42,7 +42,7 @@ from anomalyvae.metrics import ranking  # noqa: E402
 from speed import timed  # noqa: E402  (benchmarks/ is the script's folder, on sys.path)
 
 Search = Callable[[torch.Tensor], torch.Tensor]  # (Q, d) codes -> (Q,) mean distance to the k nearest
-KNN_NOW = scoring.knn_distance  # bound before run_case swaps candidates into scoring's place
+KNN_NOW = knn.exact_knn  # the exact search the knn score used before knn.KnnIndex
 
 
 def say(*a) -> None:
@@ -51,7 +51,7 @@ def say(*a) -> None:
 
 # -- the exact kernels ---------------------------------------------------------------------------------------
 def exact_cdist(codes: torch.Tensor, k: int) -> Search:
-    """What scoring.knn_distance does today."""
+    """The exact search (cdist + topk), the reference."""
     return lambda q: KNN_NOW(q, codes, k)
 
 

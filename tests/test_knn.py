@@ -1,11 +1,9 @@
 """anomalyvae.knn: the knn score's search (issue 15), exact for small sets of codes, faiss IVF for large ones."""
 
-import pytest
 import torch
 
 from anomalyvae import knn
 
-faiss = pytest.importorskip("faiss")  # faiss-cpu: the bench extra until scoring uses knn.KnnIndex
 
 
 def clustered_codes(n, d=16, seed=0):
@@ -38,3 +36,23 @@ def test_a_query_scores_the_same_alone_and_in_any_batch():
     assert torch.equal(torch.cat([index.mean_distance(q[i:i + 1]) for i in range(len(q))]), full)
     assert torch.equal(torch.cat([index.mean_distance(q[s:s + 7]) for s in range(0, len(q), 7)]), full)
     assert torch.equal(knn.KnnIndex(codes, 5).mean_distance(q), full)  # a rebuilt index: the same lists
+
+
+def test_an_index_rebuilt_from_saved_centroids_fits_nothing_and_finds_the_same(monkeypatch):
+    import faiss
+
+    codes, q = clustered_codes(knn.IVF_MIN_CODES + 1000), clustered_codes(300, seed=1)
+    centroids = knn.list_centroids(codes)
+    assert centroids.shape == (len(codes) // knn.PER_LIST, codes.shape[1])
+    first = knn.KnnIndex(codes, 5, centroids=centroids).mean_distance(q)
+
+    def no_kmeans(*a, **k):
+        raise AssertionError("k-means ran although the centroids were given")
+
+    monkeypatch.setattr(faiss, "Kmeans", no_kmeans)
+    monkeypatch.setattr(faiss.Clustering, "train", no_kmeans)
+    assert torch.equal(knn.KnnIndex(codes, 5, centroids=centroids).mean_distance(q), first)
+
+
+def test_few_codes_need_no_centroids():
+    assert knn.list_centroids(clustered_codes(knn.IVF_MIN_CODES - 1)) is None

@@ -28,7 +28,16 @@ def test_latent_nll_matches_sklearn_mixture_density():
 def test_knn_distance_is_the_mean_of_the_k_smallest_distances():
     codes, mu = torch.randn(1000, 4), torch.randn(300, 4)
     brute = torch.cdist(mu, codes).sort(dim=1).values[:, :5].mean(1)
-    torch.testing.assert_close(knn_distance(mu, codes, 5, chunk=64), brute)
+    torch.testing.assert_close(knn_distance(mu, ScoreState(codes=codes), 5), brute)
+
+
+def test_the_knn_index_is_built_once_per_model_and_shared_by_its_device_copies():
+    from anomalyvae import knn
+
+    state = ScoreState(codes=torch.randn(knn.IVF_MIN_CODES + 10, 4))
+    a, b = state.to(torch.device("cpu")), state.to(torch.device("cpu"))
+    assert a.knn_index(5) is b.knn_index(5) is state.knn_index(5)
+    assert a.knn_index(5).ivf is not None  # a large set of codes is searched through faiss's index
 
 
 def test_blur_error_forgives_a_one_pixel_shift_more_than_squared_error():
@@ -64,3 +73,11 @@ def test_iwae_bound_is_tighter_than_the_elbo_and_deterministic():
         iw = iwae()
         assert torch.all(iw < neg_elbo)
         assert torch.equal(iw, iwae())
+
+
+def test_box_blur_is_avg_pool_without_the_padding():
+    from anomalyvae.scoring import box_blur
+
+    x = torch.rand(3, 2, 28, 20, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+    torch.testing.assert_close(box_blur(x), want)
