@@ -132,6 +132,8 @@ def describe(est, source: str | os.PathLike) -> str:
     cfg, info = est.config_, est.info_
     if cfg.dataset == "folder" and cfg.train_dir:
         what = f"{cfg.arch} VAE on the normal images in {cfg.train_dir}"
+    elif cfg.dataset == "mvtec":
+        what = f"{cfg.arch} VAE on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
     elif info.get("normal_classes"):
         what = f"{cfg.arch} VAE on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
     else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded

@@ -46,12 +46,13 @@ def test_grey_is_forced_with_channels_1(root, cli, tmp_path):
     assert meta(tmp_path / "grey")["input_shape"] == [1, 28, 28]
 
 
-def test_evaluate_uses_the_trained_root_and_reports_pixel_metrics(colour_model, cli, tmp_path):
+def test_evaluate_uses_the_trained_root_and_reports_pixel_metrics(root, colour_model, cli, tmp_path):
     code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev",
                          "--metrics-out", tmp_path / "m.json")
     assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n_test"] == 6 + 3 * len(synthetic.DEFECTS) and m["n_anomalies"] == 12
+    assert out.startswith(f"model {colour_model}: conv VAE on the MVTec-AD folder {root} (train/good), ")
     assert 0 <= m["pixel_auroc"] <= 1 and 0 <= m["pixel_aupro"] <= 1
     rows = {r["class"]: r for r in m["per_class"]}
     assert set(rows) == {"good", *synthetic.DEFECTS}
