@@ -2,7 +2,6 @@
 every file forced through Pillow, alternating in one process (issue 15).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/png_decode.py --model models/<dir>    # or: trains a small model
-    ... --knn-index      # the knn score through anomalyvae.knn.KnnIndex, as if scoring.py used it
 
 Prints decode-only and end-to-end files/s for both paths and their ratios (median of per-pair ratios).
 """
@@ -21,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomalyvae import images, knn, scoring  # noqa: E402
+from anomalyvae import images  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
 from anomalyvae.data import load_test, load_train  # noqa: E402
 from anomalyvae.estimator import AnomalyVAE  # noqa: E402
@@ -61,18 +60,14 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model directory [default: train a small one, 1 epoch]")
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--knn-index", action="store_true", help="search knn with anomalyvae.knn.KnnIndex")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if not hasattr(images, "_libpng"):
         raise SystemExit("anomalyvae.images has no _libpng fast path to switch off: nothing to compare")
     det = model(args)
-    if args.knn_index:
-        index = knn.KnnIndex(det.state_.codes, det.config_.knn_k)
-        scoring.knn_distance = lambda q, _codes, _k: index.mean_distance(q)
     fast = images._libpng
     say(f"# benchmarks/png_decode.py  torch {torch.__version__}  threads {torch.get_num_threads()}  "
-        f"fast path available: {fast() is not None}  knn: {'KnnIndex' if args.knn_index else 'exact'}  "
+        f"fast path available: {fast() is not None}  "
         f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "png"
