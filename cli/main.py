@@ -169,7 +169,10 @@ class _Stopper:
         self.received = name
         what = ("stopping after this batch; then the best model so far is calibrated, saved and logged"
                 if self.phase == "training" else "finishing: the model is being saved")
-        err.print(f"{name}: {what} (Ctrl-C again to abort)", highlight=False)
+        # plain bytes to stderr, no rich: the signal may land while the main thread is inside rich (a lazy
+        # import of its emoji table once failed as "partially initialized module" when this printed with it)
+        if not err.quiet:
+            os.write(2, f"{name}: {what} (Ctrl-C again to abort)\n".encode())
 
     def on_step(self) -> None:
         self.phase = "training"

@@ -415,3 +415,22 @@ def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "From Python, MLflow tracking is off unless you pass a `Tracker`; the CLI tracks unless `--no-tracking`" \
         in readme
+
+
+def test_the_cli_signal_handler_says_what_it_does_without_running_rich(monkeypatch, capfd):
+    """A signal can land while the main thread is inside rich (once: halfway through importing its emoji
+    table); a handler that printed through rich then failed with 'partially initialized module'."""
+    from cli import main as cli_main
+
+    def inside_rich(*a, **k):
+        raise AssertionError("the signal handler ran rich code")
+
+    monkeypatch.setattr(cli_main.err, "print", inside_rich)
+    stopper = cli_main._Stopper()
+    stopper.on_step()  # training has started
+    stopper.handle(signal.SIGTERM, None)
+    assert "SIGTERM: stopping after this batch" in capfd.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+        stopper.on_step()  # the next batch stops the loop
+    with pytest.raises(KeyboardInterrupt):
+        stopper.handle(signal.SIGINT, None)  # a second signal aborts at once
