@@ -187,3 +187,22 @@ def test_pixel_metrics_reach_mlflow(colour_model, cli, tmp_path):
     keys = set(run.data.metrics)
     assert {"pixel_auroc", "pixel_aupro", "peak_auroc"} <= keys
     assert {f"pixel_aupro_class_{k}" for k in range(1, 5)} <= keys
+
+
+def test_pixel_metrics_go_on_the_logged_model_per_test_set(root, tmp_path):
+    """The models table ranks inspection models by pixel AUROC / AUPRO too, per evaluation set."""
+    import mlflow
+
+    from anomalyvae.config import make_config
+    from anomalyvae.pipeline import evaluate_detector, train_detector
+    from anomalyvae.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    cfg = make_config(dataset="mvtec", data_dir=str(root), image_size=32, epochs=1, batch_size=16)
+    det, out = train_detector(cfg, tmp_path / "m", tracker=Tracker("e", uri), log=lambda m: None)
+    res = evaluate_detector(det, tmp_path / "ev", tracker=Tracker("e", uri), model_dir=out)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (model,) = client.search_logged_models([client.get_experiment_by_name("e").experiment_id])
+    on_test = {m.key: (m.value, m.dataset_name) for m in model.metrics if m.dataset_name == f"mvtec-{root.name}-test"}
+    assert on_test["pixel_auroc"] == (pytest.approx(res["pixel_auroc"]), f"mvtec-{root.name}-test")
+    assert on_test["pixel_aupro"][0] == pytest.approx(res["pixel_aupro"]) and "auroc" in on_test
