@@ -80,16 +80,7 @@ def dump(args) -> None:
             else:
                 test = load_test(cfg.dataset, cfg.resolved_data_dir(), cfg.image_size)
                 test_images, test_y = test.images, ~np.isin(test.labels.numpy(), normal)
-            which = [*COMPONENTS, "combined"]
-            saved = {f"val_{k}": v for k, v in det.anomaly_scores(val, which=which).items()}
-            saved |= {f"test_{k}": v for k, v in det.anomaly_scores(test_images, which=which).items()}
-            for name, imgs in perturb(val.numpy(), seed).items():
-                saved |= {f"pert-{name}_{k}": v for k, v in det.anomaly_scores(torch.from_numpy(imgs),
-                                                                              which=list(COMPONENTS)).items()}
-            saved["test_y"] = test_y
-            np.savez(path, **saved)
-            aucs = {k: roc(saved["test_y"], saved[f"test_{k}"]) for k in which}
-            print(path.name, " ".join(f"{k} {v:.3f}" for k, v in aucs.items()), flush=True)
+            save(det, val, test_images, test_y, seed, path)
 
 
 def _z(cache, split: str, names, ref: str = "val"):
@@ -181,12 +172,21 @@ def compare(args) -> None:
 
     df = pd.DataFrame(rows)
     df["protocol"] = df["model"].str.rsplit("-", n=2).str[0]
+    lines = ["# Combining the score components: candidate rules, fitted on held-out normal data only", "",
+             f"`{' '.join(['python', *sys.argv])}` (models cached by `benchmarks/combination.py dump`, seed 0, "
+             "default training). Per protocol: test AUROC mean and worst over its models, the worst shortfall "
+             "against the model's best single component (`worst_gap`), and on how many models it exceeds 0.01 "
+             "(the issue-12 goal is 0 everywhere).", ""]
     for proto, g in df.groupby("protocol"):
         t = g.groupby("rule").agg(mean=("auroc", "mean"), worst=("auroc", "min"), worst_gap=("gap", "max"),
                                   over_001=("gap", lambda v: int((v > 0.01).sum())), n=("auroc", "size"))
-        print(f"\n## {proto}\n" + t.sort_values("mean", ascending=False).round(4).to_string())
+        lines += [f"## {proto}", "", t.sort_values("mean", ascending=False).round(4).to_markdown(), ""]
     piv = df.pivot_table(index="model", columns="rule", values="auroc")
-    print("\n" + piv.round(3).T.to_string())
+    lines += ["## Every model", "", piv.round(3).T.to_markdown(), ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
 
 
 def dump_folder(args) -> None:
@@ -208,15 +208,22 @@ def dump_folder(args) -> None:
             det, _ = train_detector(cfg, out=Path(tmp) / "m", log=lambda m: None)
         val = load_train(dataclasses.replace(cfg, channels=det.input_shape_[0])).val.images
         test = build(det, args.data_dir)
-        which = [*COMPONENTS, "combined"]
-        saved = {f"val_{k}": v for k, v in det.anomaly_scores(val, which=which).items()}
-        saved |= {f"test_{k}": v for k, v in det.anomaly_scores(torch.from_numpy(test.images), which=which).items()}
-        for name, imgs in perturb(val.numpy(), seed).items():
-            saved |= {f"pert-{name}_{k}": v for k, v in det.anomaly_scores(torch.from_numpy(imgs),
-                                                                          which=list(COMPONENTS)).items()}
-        saved["test_y"] = test.anomalous
-        np.savez(path, **saved)
-        print(path.name, " ".join(f"{k} {roc(test.anomalous, saved[f'test_{k}']):.3f}" for k in which), flush=True)
+        save(det, val, torch.from_numpy(test.images), test.anomalous, seed, path)
+
+
+def save(det, val, test_images, test_y, seed: int, path: Path) -> None:
+    """Every component on the held-out normal images, their perturbed copies and the test images."""
+    import torch
+
+    which = [*COMPONENTS, "combined"]
+    saved = {f"val_{k}": v for k, v in det.anomaly_scores(val, which=which).items()}
+    saved |= {f"test_{k}": v for k, v in det.anomaly_scores(test_images, which=which).items()}
+    for name, imgs in perturb(val.numpy(), seed).items():
+        saved |= {f"pert-{name}_{k}": v for k, v in det.anomaly_scores(torch.from_numpy(imgs),
+                                                                      which=list(COMPONENTS)).items()}
+    saved["test_y"] = np.asarray(test_y, dtype=bool)
+    np.savez(path, **saved)
+    print(path.name, " ".join(f"{k} {roc(test_y, saved[f'test_{k}']):.3f}" for k in which), flush=True)
 
 
 def roc(y, s) -> float:
@@ -237,6 +244,7 @@ def main() -> None:
     d.add_argument("--cache", type=Path, required=True)
     c = sub.add_parser("compare")
     c.add_argument("--cache", type=Path, required=True)
+    c.add_argument("--out", type=Path, default=None, help="also write the tables here (markdown)")
     args = ap.parse_args()
     if args.cmd == "dump":
         dump(args)
