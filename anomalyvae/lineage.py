@@ -172,8 +172,12 @@ def train_run_name(cfg) -> str:
 
 
 def train_description(cfg, n_train: int, n_val: int, model_dir: Path) -> str:
-    what = (f"the images in `{cfg.train_dir}`" if cfg.dataset == "folder"
-            else f"{cfg.dataset} classes {format_classes(parse_classes(cfg.normal))}")
+    if cfg.dataset == "folder":
+        what = f"the images in `{cfg.train_dir}`"
+    elif cfg.dataset == "mvtec":
+        what = f"the MVTec-AD folder `{cfg.resolved_data_dir()}` (its train/good images)"
+    else:
+        what = f"{cfg.dataset} classes {format_classes(parse_classes(cfg.normal))}"
     return (f"Trains a {cfg.arch} VAE on {what}: {n_train:,} normal images, {n_val:,} more held out for early "
             f"stopping and the threshold (target false-positive rate {cfg.fpr}). Default score `{cfg.score}`. "
             f"Model directory: `{model_dir}`.")

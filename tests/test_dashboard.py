@@ -181,8 +181,12 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     assert anomaly_words(fashion, list(range(9))) == "Ankle boot"
     assert test_origin(mnist, [0], "ok", "scratched").anomaly == "scratched"
     assert test_origin(mnist, list(range(10)), anomalies="fashion-mnist").name == "mnist-normal-0-9-vs-fashion-mnist"
-    mvtec = test_origin(make_config(dataset="mvtec", data_dir="/x/bottle"), [])
+    mvtec_cfg = make_config(dataset="mvtec", data_dir="/x/bottle")
+    mvtec = test_origin(mvtec_cfg, [])
     assert (mvtec.name, mvtec.anomaly) == ("mvtec-bottle-test", "defects")
+    from anomalyvae.lineage import train_description  # an MVTec root has no classes to name
+    said = train_description(mvtec_cfg, 270, 30, Path("m"))
+    assert "the MVTec-AD folder `/x/bottle` (its train/good images)" in said and "classes" not in said
     assert evaluate_run_name(mnist, "digit 9", 0.8049) == f"evaluate mnist normal 0-8 {mnist.arch} on digit 9: AUROC 0.80"
     a = torch.zeros((3, 1, 4, 4), dtype=torch.uint8)
     b = a.clone()
