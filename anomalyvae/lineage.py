@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,9 @@ class TestOrigin:
     name: str  # the dataset input's name: the same task gets the same name, so models compare side by side
     source: dict[str, str]
     anomaly: str  # what the anomaly was: 'digit 9', 'scratched', 'fashion-mnist'
+    # classes are folders (MVTec defect kinds, --anomaly-dir): their labels are only sorted positions, so
+    # per-class metrics are keyed by name ('auroc_class_scratch'); a class dataset's labels are its classes
+    named_classes: bool = False
 
 
 def test_origin(cfg, normal: list[int], normal_dir: str | None = None, anomaly_dir: str | None = None,
@@ -121,7 +125,7 @@ def test_origin(cfg, normal: list[int], normal_dir: str | None = None, anomaly_d
     """The origin of the test set `testsets.build` makes from the same flags (its docstring lists the cases)."""
     if anomaly_dir is not None:
         return TestOrigin(f"folders-{Path(normal_dir).name}-vs-{Path(anomaly_dir).name}",
-                          {"uri": _uri(normal_dir), "anomalies": _uri(anomaly_dir)}, Path(anomaly_dir).name)
+                          {"uri": _uri(normal_dir), "anomalies": _uri(anomaly_dir)}, Path(anomaly_dir).name, True)
     if anomalies is not None:
         known = anomalies in IDX_DATASETS
         words = anomalies if known else Path(anomalies).name
@@ -131,10 +135,25 @@ def test_origin(cfg, normal: list[int], normal_dir: str | None = None, anomaly_d
                           {**own, "anomalies": f"{anomalies} test split" if known else _uri(anomalies)}, words)
     if cfg.dataset == "mvtec":
         root = Path(data_dir) if data_dir else cfg.resolved_data_dir()
-        return TestOrigin(f"mvtec-{root.name}-test", {"uri": _uri(root / "test")}, "defects")
+        return TestOrigin(f"mvtec-{root.name}-test", {"uri": _uri(root / "test")}, "defects", True)
     anomalous = [c for c in range(10) if c not in normal]
     return TestOrigin(f"{cfg.dataset}-test-anomaly-{format_classes(anomalous)}", _test_source(cfg, data_dir),
                       anomaly_words(cfg, normal))
+
+
+def class_key(origin: TestOrigin, row: dict) -> str:
+    """How a per-class metric names its class: the folder's name, or a class dataset's label."""
+    if not origin.named_classes:
+        return str(row["label"])
+    return re.sub(r"[^\w\-. /]", "_", str(row["class"]))  # what MLflow accepts in a metric key
+
+
+def logged_normal(cfg) -> str:
+    """The `normal` param as runs log it: the classes of a class dataset; for folders, where the config's
+    `normal` is unused, where the normal images are (not the unused default '0-8')."""
+    if cfg.dataset in IDX_DATASETS:
+        return format_classes(parse_classes(cfg.normal))
+    return "train/good" if cfg.dataset == "mvtec" else "every image in the folder"
 
 
 def _test_source(cfg, data_dir: str | None) -> dict[str, str]:

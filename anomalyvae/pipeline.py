@@ -81,7 +81,8 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
                   description=lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()))
     inputs = tracker.attempt("describing the datasets", lambda: lineage.train_inputs(cfg, data.train, data.val)) or []
     if not run_id:
-        tracker.log_params({**cfg.to_dict(), "n_train": len(data.train), "n_val": len(data.val)})
+        tracker.log_params({**cfg.to_dict(), "normal": lineage.logged_normal(cfg), "n_train": len(data.train),
+                            "n_val": len(data.val)})
         tracker.log_inputs(inputs)
     if changes:  # MLflow params cannot change; the run says what the resumed part ran with
         tracker.set_tags({"anomalyvae.resumed_with": describe_changes(changes)})

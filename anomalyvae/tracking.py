@@ -267,7 +267,7 @@ class EvaluateRun:
         self.data = self.train_link = self.model_link = self.model_id = None
         normal = det.info_.get("normal_classes") or []
         origin = origin or lineage.test_origin(cfg, normal)
-        self.anomaly = origin.anomaly
+        self.anomaly, self.origin = origin.anomaly, origin
         train_run = det.info_.get("mlflow_run_id")
         self.t.start(run_name=lineage.evaluate_run_name(cfg, self.anomaly),
                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
@@ -281,6 +281,7 @@ class EvaluateRun:
                 self.train_link = self.t.link(found[0], run_id=train_run)
                 self.model_link = self.model_id and self.t.link(found[0], model_id=self.model_id)
             config = cfg.to_dict()
+            config["normal"] = lineage.logged_normal(cfg)
             self.t.log_params({**{k: config[k] for k in EVALUATE_PARAMS}, "threshold": det.threshold_,
                                "test_set": self.data.name})
             self.t.log_inputs([self.data], model_id=self.model_id)
@@ -293,7 +294,7 @@ class EvaluateRun:
         def log():
             flat = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k not in MODEL_METRICS}
             flat.update({f"{k}_{m}": v for k, d in result["scores"].items() for m, v in d.items()})
-            flat.update({f"{m}_class_{r['label']}": r[m] for r in result["per_class"]
+            flat.update({f"{m}_class_{lineage.class_key(self.origin, r)}": r[m] for r in result["per_class"]
                          for m in ("auroc", "pixel_auroc", "pixel_aupro") if m in r})
             t.log_model_metrics({k: result[k] for k in MODEL_METRICS if k in result}, self.data, self.model_id)
             t.log_metrics(flat)

@@ -259,6 +259,41 @@ def test_the_benchmark_logs_one_flat_run_per_model(tmp_path, tiny_detector):
     assert run.info.status == "FINISHED"
 
 
+def test_an_mvtec_evaluation_puts_pixel_metrics_on_the_model_and_names_defects_not_positions(tmp_path):
+    """MVTec-AD through the CLI: the config's `normal` (default '0-8') means nothing there, and the defect
+    folders' labels are only their sorted positions, so neither may reach MLflow as if it did."""
+    import mlflow
+
+    from anomalyvae import synthetic
+
+    root = synthetic.generate(tmp_path / "surface", n_train=40, n_test_good=6, n_per_defect=3, size=48, seed=1)
+    env = {"OMP_NUM_THREADS": "1"}
+    r = run_cli("train", "--dataset", "mvtec", "--data-dir", root, "--image-size", "32", "--epochs", "1",
+                "--batch-size", "16", "--out", "models/s", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", "--model", "models/s", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "MLflow tracking failed" not in r.stdout + r.stderr and "could not log" not in r.stdout + r.stderr
+    result = json.loads((tmp_path / "models" / "s" / "evaluation" / "metrics.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp, runs = runs_by_job(client)
+    run, train = runs["evaluate"], runs["train"]
+    assert run.data.params["normal"] == train.data.params["normal"] == "train/good"
+    assert "MVTec-AD folder" in train.data.tags["mlflow.note.content"]
+    (test_set,) = run.inputs.dataset_inputs
+    assert test_set.dataset.name == "mvtec-surface-test"
+    assert json.loads(test_set.dataset.source)["uri"] == (root / "test").resolve().as_uri()
+    model = model_of(client, exp)
+    assert model.params["normal"] == "train/good"
+    on_test = {m.key: m for m in model.metrics if m.run_id == run.info.run_id}
+    for key in ("auroc", "auprc", "f1", "pixel_auroc", "pixel_aupro"):
+        assert on_test[key].value == pytest.approx(result[key]) and on_test[key].dataset_name == "mvtec-surface-test"
+    per_class = {k for k in run.data.metrics if "_class_" in k}
+    assert per_class == {f"{m}_class_{d}" for m in ("auroc", "pixel_auroc", "pixel_aupro") for d in synthetic.DEFECTS}
+    row = next(r for r in result["per_class"] if r["class"] == "scratch")
+    assert run.data.metrics["pixel_aupro_class_scratch"] == pytest.approx(row["pixel_aupro"])
+
+
 # -- the browser: what a person sees ----------------------------------------------------------------------
 
 def _chromium() -> str | None:
