@@ -47,6 +47,21 @@ def start_training(args, cwd):
     return proc
 
 
+def wait_for_line(proc, start: str, timeout=180) -> None:
+    """Block until the training has printed a line that starts with `start`: the child has then finished that
+    print, and everything imported for it (rich's first print imports its emoji table lazily)."""
+    deadline = time.monotonic() + timeout
+    # a handle of our own: the child shares proc.log's file offset, so seeking that one while it writes
+    # would make the child write over its earlier output
+    with open(proc.log.name) as mine:
+        seen = ""
+        while not any(line.startswith(start) for line in seen.split("\n")[:-1]):  # whole lines only
+            assert proc.poll() is None, f"training ended before printing {start!r}:\n{output(proc)}"
+            assert time.monotonic() < deadline, f"no line {start!r} in time:\n{seen}"
+            time.sleep(0.05)
+            seen += mine.read()
+
+
 def output(proc) -> str:
     proc.log.seek(0)
     return proc.log.read()
@@ -118,7 +133,10 @@ def test_kill_9_mid_epoch_then_resume_continues_the_epochs_and_the_same_mlflow_r
 def test_a_signal_saves_the_best_model_marks_the_run_killed_and_exits_130(tmp_path, mnist_dir, config, sig):
     out = tmp_path / "models" / "s"
     proc = start_training(train_args(mnist_dir, config, out, epochs=200), tmp_path)
+    # ready: epoch 1 is checkpointed and its line printed, so the signal lands in the training loop, not in
+    # the epoch's end (the handler's behaviour there has its own test below, ..._without_running_rich)
     wait_for_checkpoint(proc, out)
+    wait_for_line(proc, "epoch   1 ")
     proc.send_signal(sig)
     code, text = finish(proc)
     assert code == 130, text
