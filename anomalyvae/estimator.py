@@ -233,6 +233,9 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                       "epochs_run": len(result.history), "train_seconds": round(result.seconds, 2),
                       "best_val_loss": min(h.val_loss for h in result.history),
                       "val_fpr": realized_fpr(main, self.threshold_)}
+        if "peak" in val_scores:  # images: the top of every anomaly picture's colour scale, the highest map value
+            # on held-out normal images (peak is each image's map maximum, so no second pass is needed)
+            self.info_["map_vmax"] = float(val_scores["peak"].max())
         return result
 
     # -- scoring -----------------------------------------------------------------------------------------

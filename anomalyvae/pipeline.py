@@ -108,10 +108,6 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         if result.diverged:
             raise TrainingDiverged(f"{result.diverged} before any epoch completed; nothing saved. Lower --lr")
         raise TrainingInterrupted(f"stopped by {result.stopped_by} before the first epoch completed; nothing saved")
-    from .heatmaps import anomaly_maps
-
-    # the top of every picture's colour scale: the highest map value on held-out normal images
-    det.info_["map_vmax"] = float(anomaly_maps(det.model_, data.val.images).max())
     say(f"saving the model to {out}")
     det.save(out)
     (out / "history.json").write_text(json.dumps([asdict(h) for h in result.history], indent=1))

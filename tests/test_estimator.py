@@ -183,3 +183,16 @@ def test_contamination_flags_that_fraction_of_the_fit_data():
     X = rng.normal(size=(400, 5))
     est = AnomalyVAE(contamination=0.1, random_state=0, threads=1, epochs=3).fit(X)
     assert (est.predict(X) == -1).sum() == 40
+
+
+def test_a_python_fit_stores_the_colour_scale_of_its_anomaly_pictures(image_model):
+    """fit_splits fits everything, the maps' colour scale too (it was left to the CLI's train job): the highest
+    map value over the held-out normal images, which is the largest `peak` score among them."""
+    from anomalyvae.heatmaps import anomaly_maps
+    from anomalyvae.inputs import to_images
+
+    est, imgs, y = image_model
+    vmax = est.info_["map_vmax"]
+    assert vmax > 0
+    normal = to_images(imgs[y == 0], est.input_shape_)
+    assert anomaly_maps(est.model_, normal).max() >= vmax * (1 - 1e-5)  # held-out images are among them
