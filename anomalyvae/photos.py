@@ -32,6 +32,7 @@ SCALE = (0.7, 1.4)  # a crop covers this many times the output side of the photo
 MIXED_SIDES = (96, 200)
 MIXED_ASPECT = (0.6, 1.6)
 FORMATS = ("png", "rgba.png", "jpg")
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as images.py converts colour to grey
 
 
 def photo(name: str) -> np.ndarray:
@@ -98,10 +99,12 @@ def plant(img: np.ndarray, defect: str, normal: np.ndarray, other: np.ndarray,
         width = max(1, round(rng.uniform(1.5, 3) * s))
         mask = _draw(h, w, lambda d: d.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=255, width=width))
         flat = img.reshape(-1, 3)
-        luma = flat @ np.array([0.299, 0.587, 0.114])
-        # the photo's own darkest or lightest colour: nothing foreign about the colour, only the line
-        pick = np.argsort(luma)[[len(luma) // 50, -len(luma) // 50][int(rng.integers(2))]]
-        out[mask] = flat[pick]
+        luma = flat @ LUMA
+        # the image's own dark colour on a light surface, its light colour on a dark one: nothing foreign
+        # about the colour, only the line
+        dark = luma[mask.ravel()].mean() > np.median(luma)
+        order = np.argsort(luma)
+        out[mask] = flat[order[len(luma) // 50] if dark else order[-len(luma) // 50]]
     elif defect == "smudge":
         from scipy.ndimage import gaussian_filter
 
