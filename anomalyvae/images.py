@@ -97,6 +97,8 @@ def load_image(path: str | os.PathLike, size: int | None, channels: int = 1, not
         raise DataError("is a directory, not an image file") from None
     except OSError as e:
         raise DataError(f"cannot read: {e.strerror or e}") from None
+    if not data:
+        raise DataError("empty file (0 bytes)")
     if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and not (data[16:20].strip(b"\0") and data[20:24].strip(b"\0")):
         # Pillow calls such a file unidentifiable; say what is wrong with it
         raise DataError(f"image has no pixels ({int.from_bytes(data[16:20], 'big')} x {int.from_bytes(data[20:24], 'big')})")
