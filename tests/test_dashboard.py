@@ -296,6 +296,9 @@ def test_an_mvtec_evaluation_puts_pixel_metrics_on_the_model_and_names_defects_n
 
 # -- the browser: what a person sees ----------------------------------------------------------------------
 
+NO_BROWSER = "chromium is not installed; `make browser` installs it (apt-get, as root) to run these browser tests"
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -304,7 +307,7 @@ def _chromium() -> str | None:
 def ui(evaluated, workdir):
     """`mlflow ui` on loopback over the folder's mlflow.db, as a user starts it there; yields its address."""
     if _chromium() is None:
-        pytest.skip("chromium is not installed (`make browser` installs it with apt-get where it runs as root)")
+        pytest.skip(NO_BROWSER)
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job workers for a read-only look
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
