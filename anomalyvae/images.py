@@ -31,15 +31,11 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .preflight import display_path
 
 CHANNELS = (1, 3)  # grey, RGB
 MAX_PIXELS = 100_000_000  # larger files are refused from their header: 100 MP of RGB is 300 MB decoded
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A printable, UTF-8-safe form of a path whose bytes may not be UTF-8."""
-    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .estimator import AnomalyVAE
 from .modeldir import MODEL_FILE
+from .preflight import is_model_uri
 
 NAME = "detector"  # the logged model's name: runs:/<run_id>/detector
 CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
@@ -104,13 +105,6 @@ def log_model(model_dir: str | Path, example: np.ndarray | None = None, register
             metadata={"anomalyvae_score": det.score_, "anomalyvae_threshold": det.threshold_},
             model_type="anomaly-detector",  # the LoggedModel's type in MLflow
         )
-
-
-def is_model_uri(ref: str | Path) -> bool:
-    """models:/NAME/1, runs:/ID/detector, s3://..., mlflow-artifacts:/... (a drive letter is not a scheme)."""
-    import re
-
-    return isinstance(ref, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", ref) is not None
 
 
 def load_detector(ref: str | Path, tracking_uri: str | None = None, device: str = "auto") -> AnomalyVAE:

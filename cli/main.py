@@ -125,6 +125,13 @@ def _print_run(tracker) -> None:
     console.print(f"MLflow run {tracker.run_id}: {tracker.ui_url(tracker.run_id)}{how}", highlight=False, soft_wrap=True)
 
 
+def _check_device(device: Optional[str]) -> None:
+    """--device's spelling, first of all flags (no torch needed); whether the machine has it is _device's."""
+    from anomalyvae.device import check
+
+    check(device or "auto")
+
+
 def _device(device: Optional[str]) -> str:
     """Check --device before anything else is looked up, so its error is the one shown."""
     from anomalyvae.device import resolve
@@ -232,22 +239,26 @@ def train(
     debug: bool = DebugOpt,
 ) -> None:
     """Learn what "normal" looks like from normal data only; writes one model directory."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from anomalyvae.config import make_config
     from anomalyvae.errors import AnomalyVAEError, TrainingInterrupted
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.preflight import check_train_flags
     from anomalyvae.resume import resume_config
 
     _set_debug(debug)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
+    check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
+    check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
     if register and no_tracking:
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from anomalyvae.pipeline import train_detector
+
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
@@ -315,17 +326,21 @@ def evaluate(
 ) -> None:
     """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with a report;
     pixel AUROC / AUPRO where there are masks (MVTec-AD ground_truth, --mask-dir)."""
+    from anomalyvae.preflight import check_model, check_paths, is_model_uri
+
+    _set_debug(debug)
+    _check_device(device)
+    check_model(model)  # paths before torch is imported
+    check_paths(p for p in (normal_dir, anomaly_dir, mask_dir) if p is not None)
     import json
 
     from rich.table import Table
 
     from anomalyvae.lineage import test_origin
-    from anomalyvae.mlflow_model import is_model_uri
     from anomalyvae.modeldir import atomic_write_bytes
     from anomalyvae.pipeline import evaluate_detector
     from anomalyvae.testsets import build
 
-    _set_debug(debug)
     device = _device(device)
     det, source = _load(model, tracking_uri, device)
     model_dir = None if is_model_uri(source) else Path(source)
@@ -378,15 +393,19 @@ def score(
     debug: bool = DebugOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
+    from anomalyvae.preflight import check_model, check_paths
+
+    _set_debug(debug)
+    _check_device(device)
+    check_paths(paths)  # a typo is reported before torch is imported and a model is loaded
+    check_model(model)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from anomalyvae.errors import DataError
-    from anomalyvae.inference import check_paths, score_paths
+    from anomalyvae.inference import score_paths
 
-    _set_debug(debug)
     device = _device(device)
-    check_paths(paths)  # a typo is reported before a model is loaded
     det, _ = _load(model, tracking_uri, device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
