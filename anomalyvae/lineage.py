@@ -197,6 +197,13 @@ def test_input(test, y_true, normal: list[int], origin: TestOrigin) -> DataRef:
                    list(test.images.shape[1:]), str(test.images.dtype).replace("torch.", ""))
 
 
+def model_name(cfg) -> str:
+    """The logged model's name, by what it learned as the runs are: 'mnist-normal-0-8-conv',
+    'folder-screws-train-conv' (MLflow takes letters, digits, '-' and '_' in a LoggedModel's name)."""
+    what = normal_words(cfg).replace(",", "_")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{cfg.dataset}-{what}-{cfg.arch}").strip("-")
+
+
 def train_run_name(cfg, model_dir: str | Path | None = None) -> str:
     """e.g. 'train mnist normal 0-8 conv, limit 300, seed 1 -> small': what was learned, then what tells
     repeated trainings of it apart: a partial dataset, another seed, and the model folder (its time stamp
@@ -234,7 +241,7 @@ def evaluate_run_name(cfg, anomaly: str, auroc: float | None = None) -> str:
 def train_outcome(det, model_link: str | None) -> str:
     """What the training ended with, appended to its description once the model is saved."""
     i = det.info_
-    model = f" Logged model: [detector]({model_link})." if model_link else ""
+    model = f" Logged model: [{model_name(det.config_)}]({model_link})." if model_link else ""
     return (f"Done: best epoch {i['best_epoch']} of {i['epochs_run']} ({i['train_seconds']:.0f} s); threshold "
             f"{det.threshold_:.3f} on `{det.score_}` flags {i['val_fpr']:.1%} of the held-out normal images.{model}")
 

@@ -80,7 +80,7 @@ TrackingOpt = typer.Option(None, "--tracking-uri", metavar="URI",
                            help=_help("MLflow tracking URI.", "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"))
 NoTrackOpt = _flag("--no-tracking", "Do not log to MLflow (train and evaluate track by default).")
 ModelOpt = typer.Option(None, "--model", "-m", metavar="DIR|URI", help=_help(
-    "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/detector).", "the newest under models/"))
+    "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/MODEL_NAME).", "the newest under models/"))
 DeviceOpt = typer.Option(None, "--device", metavar="DEVICE", help=_help(
     "auto | cpu | cuda | cuda:N | mps; auto takes a CUDA GPU when there is one.", Config.device))
 DebugOpt = _flag("--debug", "Show full tracebacks on errors.")
@@ -297,7 +297,7 @@ def train(
     _print_run(tracker)
     if tracker.model_uri:
         also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
-        console.print(f"MLflow model: runs:/{tracker.run_id}/detector{also}", highlight=False)
+        console.print(f"MLflow model: runs:/{tracker.run_id}/{tracker.model_name}{also}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
 
 

@@ -98,7 +98,7 @@ def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained
     assert held.dataset.digest == digest(data.val.images, data.val.labels)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]  # step = epoch
     model = model_of(client, exp)
-    assert model.source_run_id == run.info.run_id and model.name == "detector"
+    assert model.source_run_id == run.info.run_id and model.name == "mnist-normal-0-8-mlp"
     assert model.params["latent_dim"] == "20" and model.params["normal"] == "0-8"
     on_held_out = {m.key: m.dataset_name for m in model.metrics if m.run_id == run.info.run_id}
     assert on_held_out["val_fpr"] == "mnist-heldout-normal-0-8"
@@ -396,7 +396,7 @@ def test_the_printed_train_run_address_shows_its_datasets_description_and_model(
     assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
     assert re.search(r"Datasets mnist-train-normal-0-8 \(\w{8}\) training", page.text, re.I), page.text[:3000]
     assert "Trains a mlp VAE on mnist classes 0-8: 540 normal images, 60 more held out" in page.text
-    assert "Logged models" in page.text and "detector" in page.text
+    assert "Logged models" in page.text and "mnist-normal-0-8-mlp" in page.text
 
 
 def test_the_evaluate_run_and_the_model_page_show_the_auroc_on_the_test_set(ui, evaluated, client, tmp_path):

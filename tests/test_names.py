@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from anomalyvae.config import make_config
-from anomalyvae.lineage import train_run_name
+from anomalyvae.lineage import model_name, train_run_name
 
 
 def test_a_flat_folder_run_is_named_by_its_folder_and_the_one_above_a_generic_name(tmp_path):
@@ -25,6 +25,13 @@ def test_repeated_trainings_of_one_task_get_run_names_that_tell_them_apart():
              train_run_name(make_config(normal="0-8", seed=1), Path("models/small"))}
     assert names == {"train mnist normal 0-8 conv (20250101-120000)", "train mnist normal 0-8 conv (20250101-120500)",
                      "train mnist normal 0-8 conv, limit 300 -> small", "train mnist normal 0-8 conv, seed 1 -> small"}
+
+
+def test_a_logged_model_is_named_by_what_it_learned_not_detector(tmp_path):
+    assert model_name(make_config(normal="0-8")) == "mnist-normal-0-8-conv"
+    assert model_name(make_config(dataset="fashion-mnist", normal="0,2", arch="mlp")) == "fashion-mnist-normal-0_2-mlp"
+    assert model_name(make_config(dataset="folder", train_dir=str(tmp_path / "screws.v2" / "train"))) == \
+        "folder-screws-v2-train-conv"
 
 
 def test_the_report_of_a_folder_model_names_its_folder_not_normal_classes(tiny_detector, tmp_path):
