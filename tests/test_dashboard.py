@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, run_cli, stop_server
+from conftest import NO_BROWSER, free_port, run_cli, stop_server
 
 PRINTED_UI = "http://127.0.0.1:5000"  # the address train/evaluate print for a local store (`mlflow ui`'s default)
 
@@ -295,9 +295,6 @@ def test_an_mvtec_evaluation_puts_pixel_metrics_on_the_model_and_names_defects_n
 
 
 # -- the browser: what a person sees ----------------------------------------------------------------------
-
-NO_BROWSER = "chromium is not installed; `make browser` installs it (apt-get, as root) to run these browser tests"
-
 
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")

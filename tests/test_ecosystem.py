@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import free_port, run_cli, stop_server
+from conftest import NO_BROWSER, free_port, run_cli, stop_server
 
 REGISTERED = "digits-detector"
 LOGGED = "mnist-normal-0-8-conv"  # the logged model's name: what it learned
@@ -203,7 +203,7 @@ def test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow(report, t
 def test_the_report_renders_in_headless_chromium(report, workdir):
     chromium = _chromium()
     if chromium is None:
-        pytest.skip("chromium is not installed (make setup installs it with apt-get where it runs as root)")
+        pytest.skip(NO_BROWSER)
     shot = workdir / "report.png"
     r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                         "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],

@@ -31,7 +31,10 @@ def test_ci_installs_the_browser_before_it_runs_the_tests():
     assert steps == ["make browser", "make test"]
 
 
-def test_without_a_browser_the_ui_test_says_how_to_enable_it():
-    from test_dashboard import NO_BROWSER
+def test_without_a_browser_the_browser_tests_say_how_to_enable_them():
+    from conftest import NO_BROWSER
 
     assert "`make browser`" in NO_BROWSER
+    for test in ("test_dashboard.py", "test_ecosystem.py"):  # every browser test skips with that reason
+        source = (ROOT / "tests" / test).read_text()
+        assert "pytest.skip(NO_BROWSER)" in source
