@@ -257,8 +257,9 @@ def train(
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.pipeline import default_out, train_detector
 
+    out = out if out is not None else default_out(cfg)  # named here: an abort must say where the checkpoint is
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
@@ -287,6 +288,9 @@ def train(
             global _stopped  # typer turns any KeyboardInterrupt into exit code 130: keep what main() reports
             _stopped = str(e)
             raise
+        except KeyboardInterrupt:  # a second Ctrl-C: no saving, but the last complete epoch's checkpoint is there
+            _stopped = _aborted(out)
+            raise
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
     info = det.info_
@@ -299,6 +303,16 @@ def train(
         also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
         console.print(f"MLflow model: runs:/{tracker.run_id}/{tracker.model_name}{also}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
+
+
+def _aborted(out: Path) -> Optional[str]:
+    """What an aborted training left: the checkpoint of its last complete epoch and how to resume from it."""
+    from anomalyvae.modeldir import CHECKPOINT_FILE
+
+    if not (Path(out) / CHECKPOINT_FILE).is_file():
+        return f"no epoch had completed, so {out} holds no checkpoint; start again with `anomalyvae train`"
+    return (f"the last checkpoint was kept in {Path(out) / CHECKPOINT_FILE}; resume with "
+            f"`anomalyvae train --resume --out {out}`")
 
 
 @app.command(cls=_Command)
