@@ -420,6 +420,12 @@ def score(
     from anomalyvae.inference import score_paths
 
     device = _device(device)
+    if model is None:  # the newest model: only for files of the kind it was trained on
+        from anomalyvae.matching import refuse_if_unlike
+        from anomalyvae.modeldir import latest_model
+
+        model = str(latest_model())
+        refuse_if_unlike(model, paths)
     det, _ = _load(model, tracking_uri, device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
