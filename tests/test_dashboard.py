@@ -82,7 +82,7 @@ def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained
 
     exp, runs = runs_by_job(client)
     run = runs["train"]
-    assert run.info.run_name == "train mnist normal 0-8 mlp"
+    assert run.info.run_name == "train mnist normal 0-8 mlp, limit 600 -> m"  # what it learned, what tells it apart
     assert "Trains a mlp VAE on mnist classes 0-8" in run.data.tags["mlflow.note.content"]
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"mnist-train-normal-0-8", "mnist-heldout-normal-0-8"}
