@@ -114,10 +114,6 @@ class Config:
                 raise bad(name, f"is {getattr(self, name)}; it must be at least 1")
         if self.input_kind == "images" and self.image_size > MAX_IMAGE_SIZE:
             raise bad("image_size", f"is {self.image_size}; at most {MAX_IMAGE_SIZE} (28 to 256 are typical)")
-        if self.input_kind == "images" and self.arch == "conv":
-            from .model import conv_depth
-
-            conv_depth(self.image_size)  # a size the network cannot take fails here, before any data is read
         if self.epochs is not None and self.epochs < 1:
             raise bad("epochs", f"is {self.epochs}; it must be at least 1 (or unset for automatic)")
         if self.patience < 0 or self.kl_warmup_epochs < 0:
@@ -126,6 +122,10 @@ class Config:
             raise bad("lr", f"is {self.lr}; it must be positive")
         if self.limit is not None and self.limit < 2:
             raise bad("limit", f"is {self.limit}; it must be at least 2 (or unset)")
+        if self.input_kind == "images" and self.arch == "conv":  # last: the only check that imports torch
+            from .model import conv_depth
+
+            conv_depth(self.image_size)  # a size the network cannot take fails here, before any data is read
         return self
 
     def combine_parts(self) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import AnomalyVAEError
+
+if TYPE_CHECKING:
+    import torch
 
 _SYNTAX = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -25,6 +27,8 @@ def check(requested: str) -> None:
 
 
 def _no_cuda(requested: str) -> AnomalyVAEError:
+    import torch
+
     if torch.version.cuda:
         why = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA GPU or no driver"
         fix = "use --device cpu (or auto), or check nvidia-smi and CUDA_VISIBLE_DEVICES"
@@ -36,6 +40,8 @@ def _no_cuda(requested: str) -> AnomalyVAEError:
 
 def resolve(requested: str = "auto") -> torch.device:
     """The torch.device for Config.device on this machine; a clear error when it is not there."""
+    import torch  # here, not at the top: Config.validate's syntax check must not pay for importing torch
+
     check(requested)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if requested == "auto":

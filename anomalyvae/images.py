@@ -31,15 +31,11 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .preflight import display_path
 
 CHANNELS = (1, 3)  # grey, RGB
 MAX_PIXELS = 100_000_000  # larger files are refused from their header: 100 MP of RGB is 300 MB decoded
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A printable, UTF-8-safe form of a path whose bytes may not be UTF-8."""
-    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,6 +93,8 @@ def load_image(path: str | os.PathLike, size: int | None, channels: int = 1, not
         raise DataError("is a directory, not an image file") from None
     except OSError as e:
         raise DataError(f"cannot read: {e.strerror or e}") from None
+    if not data:
+        raise DataError("empty file (0 bytes)")
     if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and not (data[16:20].strip(b"\0") and data[20:24].strip(b"\0")):
         # Pillow calls such a file unidentifiable; say what is wrong with it
         raise DataError(f"image has no pixels ({int.from_bytes(data[16:20], 'big')} x {int.from_bytes(data[20:24], 'big')})")

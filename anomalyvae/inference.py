@@ -16,6 +16,7 @@ from .data import as_nchw
 from .estimator import AnomalyVAE
 from .errors import AnomalyVAEError, DataError
 from .images import Found, display_path, iter_image_files, load_image
+from .preflight import check_paths
 
 
 @dataclass
@@ -74,16 +75,6 @@ def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size
         cols["error"] = [e or "" for e in errors]
         frame = pd.DataFrame(cols)
         yield frame
-
-
-def check_paths(paths: Iterable[str | os.PathLike]) -> list:
-    """The paths, refused with one DataError when any of them does not exist."""
-    paths = list(paths)
-    missing = [display_path(p) for p in paths if not os.path.exists(p)]
-    if missing:
-        raise DataError(f"{', '.join(missing)}: no such file or folder; check the path"
-                        + ("s" if len(missing) > 1 else ""))
-    return paths
 
 
 def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path | None = None, top_k: int = 20,

@@ -75,11 +75,23 @@ def source(cfg, split: str) -> dict[str, str]:
     return {"uri": _uri(cfg.resolved_data_dir())}
 
 
+# folder names that say nothing on their own: a run is named by the folder above too ('screws/train')
+GENERIC_FOLDERS = frozenset({"train", "good", "normal", "ok", "images", "imgs", "img", "data", "test", "val"})
+
+
+def folder_words(folder: str | Path) -> str:
+    """A folder as a name: its own name, or 'parent/name' when its own name alone is generic."""
+    path = Path(folder).resolve()
+    if path.name.lower() in GENERIC_FOLDERS and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
 def normal_words(cfg) -> str:
     """'normal 0-8' for class datasets, the folder's name for a folder of normal images, the root's name for
     an MVTec-AD root (whose normal images are train/good)."""
     if cfg.dataset == "folder":
-        return Path(cfg.train_dir).name
+        return folder_words(cfg.train_dir)
     if cfg.dataset == "mvtec":
         return Path(cfg.resolved_data_dir()).name
     return f"normal {format_classes(parse_classes(cfg.normal))}"
@@ -185,9 +197,27 @@ def test_input(test, y_true, normal: list[int], origin: TestOrigin) -> DataRef:
                    list(test.images.shape[1:]), str(test.images.dtype).replace("torch.", ""))
 
 
-def train_run_name(cfg) -> str:
-    """e.g. 'train mnist normal 0-8 conv'."""
-    return f"train {cfg.dataset} {normal_words(cfg)} {cfg.arch}"
+def model_name(cfg) -> str:
+    """The logged model's name, by what it learned as the runs are: 'mnist-normal-0-8-conv',
+    'folder-screws-train-conv' (MLflow takes letters, digits, '-' and '_' in a LoggedModel's name)."""
+    what = normal_words(cfg).replace(",", "_")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{cfg.dataset}-{what}-{cfg.arch}").strip("-")
+
+
+def train_run_name(cfg, model_dir: str | Path | None = None) -> str:
+    """e.g. 'train mnist normal 0-8 conv, limit 300, seed 1 -> small': what was learned, then what tells
+    repeated trainings of it apart: a partial dataset, another seed, and the model folder (its time stamp
+    for the default folder name)."""
+    name = f"train {cfg.dataset} {normal_words(cfg)} {cfg.arch}"
+    if cfg.limit is not None:
+        name += f", limit {cfg.limit}"
+    if cfg.seed != 0:
+        name += f", seed {cfg.seed}"
+    if model_dir is not None:
+        folder = Path(model_dir).name
+        stamp = re.fullmatch(r".*-(\d{8}-\d{6})", folder)  # pipeline.default_out's name ends in its time
+        name += f" ({stamp.group(1)})" if stamp else f" -> {folder}"
+    return name
 
 
 def train_description(cfg, n_train: int, n_val: int, model_dir: Path) -> str:
@@ -211,7 +241,7 @@ def evaluate_run_name(cfg, anomaly: str, auroc: float | None = None) -> str:
 def train_outcome(det, model_link: str | None) -> str:
     """What the training ended with, appended to its description once the model is saved."""
     i = det.info_
-    model = f" Logged model: [detector]({model_link})." if model_link else ""
+    model = f" Logged model: [{model_name(det.config_)}]({model_link})." if model_link else ""
     return (f"Done: best epoch {i['best_epoch']} of {i['epochs_run']} ({i['train_seconds']:.0f} s); threshold "
             f"{det.threshold_:.3f} on `{det.score_}` flags {i['val_fpr']:.1%} of the held-out normal images.{model}")
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 from .estimator import AnomalyVAE
 from .modeldir import MODEL_FILE
+from .preflight import is_model_uri
 
-NAME = "detector"  # the logged model's name: runs:/<run_id>/detector
 CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 
 
@@ -77,13 +77,17 @@ def requirements() -> list[str]:
 
 
 def log_model(model_dir: str | Path, example: np.ndarray | None = None, registered_model_name: str | None = None,
-              name: str = NAME):
+              name: str | None = None):
     """Log the model directory as a pyfunc model in the active run; returns MLflow's ModelInfo.
 
-    Only model.safetensors and model.json are packaged (not the training checkpoint or evaluation plots).
+    Named by what it learned unless `name` is given (runs:/<run_id>/mnist-normal-0-8-conv). Only
+    model.safetensors and model.json are packaged (not the training checkpoint or evaluation plots).
     """
+    from .lineage import model_name
+
     model_dir = Path(model_dir)
     det = AnomalyVAE.load(model_dir)
+    name = name or model_name(det.config_)
     d = int(np.prod(det.input_shape_))
     dtype = np.uint8 if det.config_.input_kind == "images" else np.float32
     example = np.zeros((2, d), dtype) if example is None else np.asarray(example, dtype).reshape(-1, d)
@@ -104,13 +108,6 @@ def log_model(model_dir: str | Path, example: np.ndarray | None = None, register
             metadata={"anomalyvae_score": det.score_, "anomalyvae_threshold": det.threshold_},
             model_type="anomaly-detector",  # the LoggedModel's type in MLflow
         )
-
-
-def is_model_uri(ref: str | Path) -> bool:
-    """models:/NAME/1, runs:/ID/detector, s3://..., mlflow-artifacts:/... (a drive letter is not a scheme)."""
-    import re
-
-    return isinstance(ref, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", ref) is not None
 
 
 def load_detector(ref: str | Path, tracking_uri: str | None = None, device: str = "auto") -> AnomalyVAE:

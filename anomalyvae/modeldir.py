@@ -127,6 +127,13 @@ def latest_model(root: str | Path = "models") -> Path:
 def describe(est, source: str | os.PathLike) -> str:
     """One line naming the model a command uses: where it came from, what it learned as normal, when it was
     saved, so `evaluate` and `score` never use the newest model without saying which."""
+    created = getattr(est, "created_", None)
+    when = f", saved {created.replace('T', ' ').replace('+00:00', ' UTC')}" if created else ""
+    return f"model {os.fspath(source)}: {learned(est)}{when}"
+
+
+def learned(est) -> str:
+    """What a model learned as normal, e.g. 'conv VAE on mnist, normal classes 0-8'."""
     from .classes import format_classes
 
     cfg, info = est.config_, est.info_
@@ -138,6 +145,4 @@ def describe(est, source: str | os.PathLike) -> str:
         what = f"{cfg.arch} VAE on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
     else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded
         what = f"{cfg.arch} VAE fitted on {info.get('n_train', '?')} {cfg.input_kind} (AnomalyVAE.fit)"
-    created = getattr(est, "created_", None)
-    when = f", saved {created.replace('T', ' ').replace('+00:00', ' UTC')}" if created else ""
-    return f"model {os.fspath(source)}: {what}{when}"
+    return what

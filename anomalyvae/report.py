@@ -90,13 +90,14 @@ def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: 
     class_header = ["class", "role", "n", f"mean {det.score_}", "AUROC vs normals"] + (
         ["pixel AUROC", "pixel AUPRO"] if pixel else [])
     figs = "".join(_img(Path(f).read_bytes(), Path(f).stem) for f in figures)
-    normal = ", ".join(map(str, det.info_.get("normal_classes", []))) or "folder"
+    from .modeldir import learned
+
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>anomalyvae evaluation: AUROC {result['auroc']:.4f}</title>
 <style>{CSS}</style></head><body>
 <h1>anomalyvae evaluation</h1>
-<p>Model <code>{html.escape(str(result.get('model_dir') or ''))}</code>: {html.escape(cfg.arch)} VAE on
-{html.escape(cfg.dataset)}, normal classes {html.escape(normal)}; score <b>{html.escape(det.score_)}</b>.
+<p>Model <code>{html.escape(str(result.get('model_dir') or ''))}</code>: {html.escape(learned(det))};
+score <b>{html.escape(det.score_)}</b>.
 Test set: {result['n_test']} images, {result['n_anomalies']} anomalies. Written
 {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.</p>
 <div class="kpi">{''.join(f'<div>{html.escape(k)}<b>{_fmt(float(v))}</b></div>' for k, v in kpis)}</div>

@@ -21,7 +21,8 @@ EXPERIMENT_TAGS = {
     "mlflow.experiment.primaryMetric.name": "auroc",
     "mlflow.experiment.primaryMetric.greaterIsBetter": "true",
     "mlflow.note.content": "Anomaly detectors from anomalyvae. `train ...` runs train one model each (datasets as "
-                           "inputs, the model logged as `detector`); `evaluate ...` runs measure one on a labelled "
+                           "inputs, the model named by what it learned, e.g. `mnist-normal-0-8-conv`); `evaluate ...` "
+                           "runs measure one on a labelled "
                            "test set (AUROC, AUPRC, F1 also logged on the model, per test set); benchmark runs hold "
                            "one model each with flat params and metrics, for the compare view.",
 }
@@ -62,6 +63,7 @@ class Tracker:
         self.model_uri: str | None = None
         self.model_version: int | None = None  # its Model Registry version when registered
         self.model_id: str | None = None  # the LoggedModel that log_model created
+        self.model_name: str | None = None  # its name, by what it learned: runs:/<run_id>/<model_name>
         self.run_id: str | None = None
         self.run_name: str | None = None
         self.experiment_id: str | None = None
@@ -217,7 +219,7 @@ class Tracker:
 
             info = log_model(model_dir, example=example, registered_model_name=self.register)
             self.model_uri, self.model_version = info.model_uri, info.registered_model_version
-            self.model_id = info.model_id
+            self.model_id, self.model_name = info.model_id, info.name
         except Exception as e:
             first = str(e).splitlines()[0][:200] if str(e) else ""
             self.warn(f"could not log the MLflow model ({type(e).__name__}: {first}); the model directory "

@@ -80,7 +80,7 @@ TrackingOpt = typer.Option(None, "--tracking-uri", metavar="URI",
                            help=_help("MLflow tracking URI.", "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"))
 NoTrackOpt = _flag("--no-tracking", "Do not log to MLflow (train and evaluate track by default).")
 ModelOpt = typer.Option(None, "--model", "-m", metavar="DIR|URI", help=_help(
-    "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/detector).", "the newest under models/"))
+    "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/MODEL_NAME).", "the newest under models/"))
 DeviceOpt = typer.Option(None, "--device", metavar="DEVICE", help=_help(
     "auto | cpu | cuda | cuda:N | mps; auto takes a CUDA GPU when there is one.", Config.device))
 DebugOpt = _flag("--debug", "Show full tracebacks on errors.")
@@ -123,6 +123,13 @@ def _print_run(tracker) -> None:
     uri = tracker.uri or ""
     how = "" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"
     console.print(f"MLflow run {tracker.run_id}: {tracker.ui_url(tracker.run_id)}{how}", highlight=False, soft_wrap=True)
+
+
+def _check_device(device: Optional[str]) -> None:
+    """--device's spelling, first of all flags (no torch needed); whether the machine has it is _device's."""
+    from anomalyvae.device import check
+
+    check(device or "auto")
 
 
 def _device(device: Optional[str]) -> str:
@@ -232,22 +239,27 @@ def train(
     debug: bool = DebugOpt,
 ) -> None:
     """Learn what "normal" looks like from normal data only; writes one model directory."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from anomalyvae.config import make_config
     from anomalyvae.errors import AnomalyVAEError, TrainingInterrupted
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.preflight import check_train_flags
     from anomalyvae.resume import resume_config
 
     _set_debug(debug)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
+    check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
+    check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
     if register and no_tracking:
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from anomalyvae.pipeline import default_out, train_detector
+
+    out = out if out is not None else default_out(cfg)  # named here: an abort must say where the checkpoint is
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.2f}  val {task.fields[val]}"), TimeElapsedColumn())
@@ -276,6 +288,9 @@ def train(
             global _stopped  # typer turns any KeyboardInterrupt into exit code 130: keep what main() reports
             _stopped = str(e)
             raise
+        except KeyboardInterrupt:  # a second Ctrl-C: no saving, but the last complete epoch's checkpoint is there
+            _stopped = _aborted(out)
+            raise
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
     info = det.info_
@@ -286,8 +301,18 @@ def train(
     _print_run(tracker)
     if tracker.model_uri:
         also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
-        console.print(f"MLflow model: runs:/{tracker.run_id}/detector{also}", highlight=False)
+        console.print(f"MLflow model: runs:/{tracker.run_id}/{tracker.model_name}{also}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
+
+
+def _aborted(out: Path) -> Optional[str]:
+    """What an aborted training left: the checkpoint of its last complete epoch and how to resume from it."""
+    from anomalyvae.modeldir import CHECKPOINT_FILE
+
+    if not (Path(out) / CHECKPOINT_FILE).is_file():
+        return f"no epoch had completed, so {out} holds no checkpoint; start again with `anomalyvae train`"
+    return (f"the last checkpoint was kept in {Path(out) / CHECKPOINT_FILE}; resume with "
+            f"`anomalyvae train --resume --out {out}`")
 
 
 @app.command(cls=_Command)
@@ -315,17 +340,21 @@ def evaluate(
 ) -> None:
     """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with a report;
     pixel AUROC / AUPRO where there are masks (MVTec-AD ground_truth, --mask-dir)."""
+    from anomalyvae.preflight import check_model, check_paths, is_model_uri
+
+    _set_debug(debug)
+    _check_device(device)
+    check_model(model)  # paths before torch is imported
+    check_paths(p for p in (normal_dir, anomaly_dir, mask_dir) if p is not None)
     import json
 
     from rich.table import Table
 
     from anomalyvae.lineage import test_origin
-    from anomalyvae.mlflow_model import is_model_uri
     from anomalyvae.modeldir import atomic_write_bytes
     from anomalyvae.pipeline import evaluate_detector
     from anomalyvae.testsets import build
 
-    _set_debug(debug)
     device = _device(device)
     det, source = _load(model, tracking_uri, device)
     model_dir = None if is_model_uri(source) else Path(source)
@@ -378,15 +407,25 @@ def score(
     debug: bool = DebugOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
+    from anomalyvae.preflight import check_model, check_paths
+
+    _set_debug(debug)
+    _check_device(device)
+    check_paths(paths)  # a typo is reported before torch is imported and a model is loaded
+    check_model(model)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from anomalyvae.errors import DataError
-    from anomalyvae.inference import check_paths, score_paths
+    from anomalyvae.inference import score_paths
 
-    _set_debug(debug)
     device = _device(device)
-    check_paths(paths)  # a typo is reported before a model is loaded
+    if model is None:  # the newest model: only for files of the kind it was trained on
+        from anomalyvae.matching import refuse_if_unlike
+        from anomalyvae.modeldir import latest_model
+
+        model = str(latest_model())
+        refuse_if_unlike(model, paths)
     det, _ = _load(model, tracking_uri, device)
     with Progress(SpinnerColumn(), TextColumn("scored {task.completed} files"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, run_cli, stop_server
+from conftest import NO_BROWSER, free_port, run_cli, stop_server
 
 PRINTED_UI = "http://127.0.0.1:5000"  # the address train/evaluate print for a local store (`mlflow ui`'s default)
 
@@ -82,7 +82,7 @@ def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained
 
     exp, runs = runs_by_job(client)
     run = runs["train"]
-    assert run.info.run_name == "train mnist normal 0-8 mlp"
+    assert run.info.run_name == "train mnist normal 0-8 mlp, limit 600 -> m"  # what it learned, what tells it apart
     assert "Trains a mlp VAE on mnist classes 0-8" in run.data.tags["mlflow.note.content"]
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"mnist-train-normal-0-8", "mnist-heldout-normal-0-8"}
@@ -98,7 +98,7 @@ def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained
     assert held.dataset.digest == digest(data.val.images, data.val.labels)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]  # step = epoch
     model = model_of(client, exp)
-    assert model.source_run_id == run.info.run_id and model.name == "detector"
+    assert model.source_run_id == run.info.run_id and model.name == "mnist-normal-0-8-mlp"
     assert model.params["latent_dim"] == "20" and model.params["normal"] == "0-8"
     on_held_out = {m.key: m.dataset_name for m in model.metrics if m.run_id == run.info.run_id}
     assert on_held_out["val_fpr"] == "mnist-heldout-normal-0-8"
@@ -304,7 +304,7 @@ def _chromium() -> str | None:
 def ui(evaluated, workdir):
     """`mlflow ui` on loopback over the folder's mlflow.db, as a user starts it there; yields its address."""
     if _chromium() is None:
-        pytest.skip("chromium is not installed (`make browser` installs it with apt-get where it runs as root)")
+        pytest.skip(NO_BROWSER)
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job workers for a read-only look
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
@@ -393,7 +393,7 @@ def test_the_printed_train_run_address_shows_its_datasets_description_and_model(
     assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
     assert re.search(r"Datasets mnist-train-normal-0-8 \(\w{8}\) training", page.text, re.I), page.text[:3000]
     assert "Trains a mlp VAE on mnist classes 0-8: 540 normal images, 60 more held out" in page.text
-    assert "Logged models" in page.text and "detector" in page.text
+    assert "Logged models" in page.text and "mnist-normal-0-8-mlp" in page.text
 
 
 def test_the_evaluate_run_and_the_model_page_show_the_auroc_on_the_test_set(ui, evaluated, client, tmp_path):

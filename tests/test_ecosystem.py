@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import free_port, run_cli, stop_server
+from conftest import NO_BROWSER, free_port, run_cli, stop_server
 
 REGISTERED = "digits-detector"
+LOGGED = "mnist-normal-0-8-conv"  # the logged model's name: what it learned
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def trained(workdir, mnist_dir):
     assert r.returncode == 0, r.stderr
     model_dir = workdir / "models" / "eco"
     run_id = json.loads((model_dir / "model.json").read_text())["info"]["mlflow_run_id"]
-    assert f"runs:/{run_id}/detector = models:/{REGISTERED}/1" in r.stdout
+    assert f"runs:/{run_id}/{LOGGED} = models:/{REGISTERED}/1" in r.stdout
     return model_dir, run_id
 
 
@@ -72,7 +73,7 @@ def test_pyfunc_model_predicts_scores_and_flags_like_the_detector(trained, track
     flat = test_images.reshape(len(test_images), -1)
     read_only = flat.copy()
     read_only.flags.writeable = False  # as MLflow's schema enforcement and serving hand arrays over
-    for uri in (f"runs:/{run_id}/detector", f"models:/{REGISTERED}/1"):
+    for uri in (f"runs:/{run_id}/{LOGGED}", f"models:/{REGISTERED}/1"):
         model = mlflow.pyfunc.load_model(uri)
         for data in (flat, read_only, pd.DataFrame(flat)):
             with warnings.catch_warnings(record=True) as seen:
@@ -154,7 +155,7 @@ def test_load_detector_takes_run_uris_and_says_what_is_wrong(trained, tracking_u
     from anomalyvae.mlflow_model import load_detector
 
     model_dir, run_id = trained
-    for uri in (f"runs:/{run_id}/detector", f"runs:/{run_id}/model"):  # the pyfunc model and the raw folder
+    for uri in (f"runs:/{run_id}/{LOGGED}", f"runs:/{run_id}/model"):  # the pyfunc model and the raw folder
         assert load_detector(uri, tracking_uri).threshold_ == load_detector(model_dir).threshold_
     with pytest.raises(ModelDirError, match="could not download"):
         load_detector(f"models:/{REGISTERED}/7", tracking_uri)
@@ -202,7 +203,7 @@ def test_evaluate_writes_a_self_contained_html_report_logged_to_mlflow(report, t
 def test_the_report_renders_in_headless_chromium(report, workdir):
     chromium = _chromium()
     if chromium is None:
-        pytest.skip("chromium is not installed (make setup installs it with apt-get where it runs as root)")
+        pytest.skip(NO_BROWSER)
     shot = workdir / "report.png"
     r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                         "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],

@@ -63,7 +63,7 @@ def messy(tmp_path):
             (d / name).write_bytes(content)
         bad[name] = words
 
-    spoil("zero.png", "not a readable image", b"")
+    spoil("zero.png", "^empty file", b"")
     raw = (d / "digit0.png").read_bytes()
     spoil("truncated.png", "corrupt|truncated|cannot read", raw[: len(raw) // 2])
     spoil("text.jpg", "not a readable image", b"I am a text file with an image extension\n")

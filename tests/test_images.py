@@ -28,12 +28,18 @@ def test_grayscale_28x28_passes_through_unchanged(tmp_path):
 
 
 @pytest.mark.parametrize("content, words", [
-    (b"", "not a readable image"), (b"hello, I am text", "not a readable image"),
+    (b"hello, I am text", "not a readable image"), (b"\x89PNG\r\n\x1a\n", "not a readable image"),
 ])
 def test_non_images_are_data_errors(tmp_path, content, words):
     (tmp_path / "bad.png").write_bytes(content)
     with pytest.raises(DataError, match=words):
         load_image(tmp_path / "bad.png", 28)
+
+
+def test_a_zero_byte_file_is_reported_as_an_empty_file_not_an_unknown_format(tmp_path):
+    (tmp_path / "zero.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"^empty file \(0 bytes\)$"):
+        load_image(tmp_path / "zero.png", 28)
 
 
 def test_truncated_png_is_a_data_error(tmp_path):

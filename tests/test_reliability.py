@@ -452,3 +452,26 @@ def test_the_cli_signal_handler_says_what_it_does_without_running_rich(monkeypat
         stopper.on_step()  # the next batch stops the loop
     with pytest.raises(KeyboardInterrupt):
         stopper.handle(signal.SIGINT, None)  # a second signal aborts at once
+
+
+@pytest.mark.parametrize("epoch_done", [True, False], ids=["checkpoint", "no-epoch"])
+def test_a_second_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, cli, monkeypatch, epoch_done):
+    from anomalyvae import pipeline
+    from anomalyvae.modeldir import CHECKPOINT_FILE
+
+    def aborted(cfg, out, *args, **kwargs):  # the second Ctrl-C lands mid-training: no saving, at once
+        out.mkdir(parents=True)
+        if epoch_done:
+            (out / CHECKPOINT_FILE).write_bytes(b"the last complete epoch")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_detector", aborted)
+    out = tmp_path / "m"
+    code, _, err = cli("train", "--no-tracking", "--out", out)
+    assert code == 130
+    if epoch_done:
+        assert err.strip() == (f"interrupted: the last checkpoint was kept in {out / CHECKPOINT_FILE}; resume with "
+                               f"`anomalyvae train --resume --out {out}`")
+    else:
+        assert err.strip() == (f"interrupted: no epoch had completed, so {out} holds no checkpoint; start again "
+                               "with `anomalyvae train`")
