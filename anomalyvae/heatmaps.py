@@ -182,7 +182,7 @@ def write_flagged(det, csv: Path, out_dir: Path, roots: Sequence[str | os.PathLi
             continue
         paths = flagged["path"].tolist()
         images = as_nchw(np.stack([load_image(p, size, c) for p in paths]))
-        maps, recs = maps_and_recons(det.model_, images)
+        maps, recs = det.maps_and_recons(images)
         vmax = map_vmax(det, maps)
         for path, score, rec, amap in zip(paths, flagged[det.score_].astype(float), recs, maps):
             name = heatmap_name(path, roots)

@@ -19,7 +19,8 @@ import torch
 from .errors import ModelDirError
 
 FORMAT = "anomalyvae-model"
-FORMAT_VERSION = 2  # 2: (C, H, W) inputs, feature vectors, Config.width
+FORMAT_VERSION = 3  # 2: (C, H, W) inputs, feature vectors, Config.width; 3: the local detector
+READS = (2, 3)  # 2 is read as a global model
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"  # training state for --resume
 META_KEY = "anomalyvae"
@@ -105,10 +106,10 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise ModelDirError(f"{path}: its metadata is not valid JSON; the file was edited or damaged") from None
     if meta.get("format") != FORMAT:
         raise ModelDirError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READS:
         raise ModelDirError(
-            f"{path}: model format version {meta.get('format_version')} but this anomalyvae reads version "
-            f"{FORMAT_VERSION}; re-train the model with this version or install the version that wrote it"
+            f"{path}: model format version {meta.get('format_version')} but this anomalyvae reads versions "
+            f"{', '.join(map(str, READS))}; re-train the model with this version or install the version that wrote it"
         )
     if header.get("sha256") != _digest(meta, tensors):
         raise ModelDirError(f"{path}: checksum mismatch, the file was modified after it was written; re-train it")

@@ -59,7 +59,7 @@ def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: 
 
     cfg = det.config_
     order = np.argsort(-scores)[:top]
-    maps, recs = heatmaps.maps_and_recons(det.model_, torch.as_tensor(images)[torch.from_numpy(order.copy())])
+    maps, recs = det.maps_and_recons(torch.as_tensor(images)[torch.from_numpy(order.copy())])
     vmax = heatmaps.map_vmax(det, maps)
     # the evaluation knows each class's truth: say which of the top images are right to be flagged
     truth = {r["label"]: r["anomaly"] for r in result["per_class"]}

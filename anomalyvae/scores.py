@@ -29,25 +29,34 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
               "defect that image-wide sums dilute", image_only=True),
     ScoreInfo("latent", "-log density of mu under a Gaussian mixture of the normal codes", needs=("mixture",)),
     ScoreInfo("knn", "mean distance from mu to its k nearest normal codes", needs=("codes",)),
+    ScoreInfo("local", "local detector: the anomaly map's maximum, where a pixel's value is the distance from the "
+              "codes of the patches around it to their nearest normal patch codes (memory bank), over scales",
+              needs=("bank",), image_only=True),
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",
               needs=("normalisation",)),
 )}
 NAMES: tuple[str, ...] = tuple(SCORES)
-COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n != "combined")
+LOCAL: tuple[str, ...] = ("local",)  # what the local detector computes; the global detector, all the others
+COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n not in ("combined", *LOCAL))
 
 
-def available(input_kind: str) -> tuple[str, ...]:
-    """The scores that exist for 'images' or 'features' input."""
-    return tuple(n for n in NAMES if input_kind == "images" or not SCORES[n].image_only)
+def available(input_kind: str, detector: str = "global") -> tuple[str, ...]:
+    """The scores that exist for 'images' or 'features' input, for the 'global' or the 'local' detector."""
+    if detector == "local":
+        return LOCAL
+    return tuple(n for n in NAMES if n not in LOCAL and (input_kind == "images" or not SCORES[n].image_only))
 
 
-def check(names, input_kind: str = "images", what: str = "score") -> list[str]:
+def check(names, input_kind: str = "images", what: str = "score", detector: str = "global") -> list[str]:
     """Validate score names for an input kind; a clear error names the bad one and the choices."""
     names = list(names)
-    ok = available(input_kind)
+    ok = available(input_kind, detector)
     for n in names:
         if n not in SCORES:
             raise InvalidInput(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
+        if detector == "local" and n not in ok:
+            raise InvalidInput(f"{what} {n!r} is not computed by the local detector; it scores with "
+                               f"{', '.join(ok)} (or train with --detector global)")
         if n not in ok:
             raise InvalidInput(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
     return names

@@ -21,7 +21,7 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from anomalyvae import __version__
-from anomalyvae.config import ARCHS, DATASETS, IDX_DATASETS, Config
+from anomalyvae.config import ARCHS, AUTO_IMAGE_CAP, DATASETS, DETECTORS, IDX_DATASETS, Config
 from anomalyvae.resume import MAY_CHANGE
 from anomalyvae.scores import NAMES as SCORE_NAMES
 
@@ -209,7 +209,13 @@ def train(
     channels: Optional[int] = typer.Option(None, "--channels", metavar="1|3", help=_help(
         "Image channels: 1 (grey) or 3 (RGB).", "3 if any training image is colour, else 1")),
     image_size: Optional[int] = typer.Option(None, "--image-size", metavar="N", help=_help(
-        "Images are resized to NxN (aspect ratio not kept, as torchvision's Resize((N, N))).", Config.image_size)),
+        "Images are resized to NxN (aspect ratio not kept, as torchvision's Resize((N, N))).",
+        f"28 for mnist / fashion-mnist; folders: their images' median shorter side, a multiple of 8, at most "
+        f"{AUTO_IMAGE_CAP}")),
+    detector: Optional[str] = typer.Option(None, "--detector", metavar="KIND", help=_help(
+        " | ".join(DETECTORS) + ": global is one VAE of whole images; local a VAE of image patches with a memory "
+        "bank of their normal codes (photos, inspection images); auto is local for mvtec / folder, else global.",
+        Config.detector)),
     arch: Optional[str] = typer.Option(None, "--arch", metavar="ARCH", help=_help(
         "Architecture: " + " | ".join(ARCHS) + "; auto is conv for images of side >= 16, else mlp.", Config.arch)),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", metavar="N", help=_help(
@@ -249,7 +255,7 @@ def train(
         console.quiet = err.quiet = True
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
-                 channels=channels, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
