@@ -138,12 +138,13 @@ def learned(est) -> str:
     from .classes import format_classes
 
     cfg, info = est.config_, est.info_
+    kind = "local patch VAE (memory bank of normal patches)" if cfg.detector == "local" else f"{kind}"
     if cfg.dataset == "folder" and cfg.train_dir:
-        what = f"{cfg.arch} VAE on the normal images in {cfg.train_dir}"
+        what = f"{kind} on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":
-        what = f"{cfg.arch} VAE on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
+        what = f"{kind} on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
     elif info.get("normal_classes"):
-        what = f"{cfg.arch} VAE on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
+        what = f"{kind} on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
     else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded
-        what = f"{cfg.arch} VAE fitted on {info.get('n_train', '?')} {cfg.input_kind} (AnomalyVAE.fit)"
+        what = f"{kind} fitted on {info.get('n_train', '?')} {cfg.input_kind} (AnomalyVAE.fit)"
     return what

@@ -300,7 +300,8 @@ def train(
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
     info = det.info_
-    console.print(f"trained {cfg.arch} on {info['n_train']} images in {info['train_seconds']:.1f}s "
+    what = "the local detector" if cfg.detector == "local" else cfg.arch
+    console.print(f"trained {what} on {info['n_train']} images in {info['train_seconds']:.1f}s "
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
                   f"'{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} held-out normal images",
                   highlight=False)

@@ -52,7 +52,8 @@ def test_evaluate_uses_the_trained_root_and_reports_pixel_metrics(root, colour_m
     assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n_test"] == 6 + 3 * len(synthetic.DEFECTS) and m["n_anomalies"] == 12
-    assert out.startswith(f"model {colour_model}: conv VAE on the MVTec-AD folder {root} (train/good), ")
+    assert out.startswith(f"model {colour_model}: local patch VAE (memory bank of normal patches) on the MVTec-AD "
+                          f"folder {root} (train/good), ")
     assert 0 <= m["pixel_auroc"] <= 1 and 0 <= m["pixel_aupro"] <= 1
     rows = {r["class"]: r for r in m["per_class"]}
     assert set(rows) == {"good", *synthetic.DEFECTS}
@@ -70,7 +71,8 @@ def test_an_mvtec_root_without_train_good_is_one_line_naming_the_layout(cli, tmp
 
 
 def test_an_image_size_the_network_cannot_take_says_which_sizes_work(root, cli):
-    code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", root, "--image-size", "100", "--no-tracking")
+    code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", root, "--image-size", "100", "--detector",
+                         "global", "--no-tracking")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "image_size 100" in err and "96" in err and "128" in err
 
@@ -185,7 +187,7 @@ def test_pixel_metrics_reach_mlflow(colour_model, cli, tmp_path):
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.search_runs([client.get_experiment_by_name("anomalyvae").experiment_id])[0]
     keys = set(run.data.metrics)
-    assert {"pixel_auroc", "pixel_aupro", "peak_auroc"} <= keys
+    assert {"pixel_auroc", "pixel_aupro", "local_auroc"} <= keys
     assert {f"pixel_aupro_class_{d}" for d in synthetic.DEFECTS} <= keys  # per defect, by its folder's name
 
 
