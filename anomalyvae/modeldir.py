@@ -138,7 +138,7 @@ def learned(est) -> str:
     from .classes import format_classes
 
     cfg, info = est.config_, est.info_
-    kind = "local patch VAE (memory bank of normal patches)" if cfg.detector == "local" else f"{kind}"
+    kind = "local patch VAE (memory bank of normal patches)" if cfg.detector == "local" else f"{cfg.arch} VAE"
     if cfg.dataset == "folder" and cfg.train_dir:
         what = f"{kind} on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":
