@@ -9,8 +9,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import AnomalyVAEError
 
 DATASETS = ("mnist", "fashion-mnist", "mvtec", "folder")  # mvtec and folder: layouts.py
@@ -28,6 +26,7 @@ SUBSAMPLINGS = ("random", "coreset")  # memory.py
 # image_size unset: folders take their images' own size, the median shorter side rounded down to a multiple of
 # 8, at most AUTO_IMAGE_CAP (larger photos are resized to it, aspect ratio not kept); class datasets keep 28
 AUTO_IMAGE_CAP = 256
+LOCAL_BETA = 1.0  # the local detector's default KL weight (Config.beta)
 
 
 @dataclass
@@ -60,6 +59,10 @@ class Config:
     lr: float = 1e-3
     patience: int = 5  # early stopping: epochs without a better validation negative ELBO
     kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
+    # the KL term's weight (beta-VAE, Higgins et al. 2017); None: 1 for the global detector, LOCAL_BETA for the
+    # local one, whose patch codes collapse to a few nats at 1 (measured: benchmarks/photos.py)
+    beta: float | None = None
+    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al. 2016)
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
     precision: str = "auto"  # auto | float32 | bfloat16: auto is float32 today (runtime.AUTO_BF16 says why)
@@ -148,6 +151,10 @@ class Config:
             raise bad("epochs", f"is {self.epochs}; it must be at least 1 (or unset for automatic)")
         if self.patience < 0 or self.kl_warmup_epochs < 0:
             raise bad("patience", "and kl_warmup_epochs must not be negative")
+        if self.beta is None:
+            self.beta = LOCAL_BETA if self.detector == "local" else 1.0
+        if self.beta < 0 or self.free_bits < 0:
+            raise bad("beta", f"is {self.beta} and free_bits {self.free_bits}; neither may be negative")
         if self.lr <= 0:
             raise bad("lr", f"is {self.lr}; it must be positive")
         if self.limit is not None and self.limit < 2:
@@ -172,7 +179,9 @@ def auto_image_size(shapes: list[tuple[int, int]], arch: str) -> int:
     """The image side for a folder when none is given: the median shorter side of its images, rounded down to a
     multiple of 8 (at least 16), at most AUTO_IMAGE_CAP; for the global conv model, the largest size at most
     that which its network takes (model.conv_depth)."""
-    side = int(np.median([min(h, w) for h, w in shapes])) if shapes else 28
+    import statistics  # not numpy: the CLI's help imports this module and must stay fast
+
+    side = int(statistics.median_low([min(h, w) for h, w in shapes])) if shapes else 28
     side = max(16, min(AUTO_IMAGE_CAP, side // 8 * 8))
     if arch == "conv":
         from .model import _fits

@@ -39,7 +39,7 @@ from .threshold import calibrate, realized_fpr
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
 # two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
 CONFIG_PARAMS = ("input_kind", "detector", "scales", "bank_size", "bank_subsampling", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
-                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "val_fraction", "combine",
+                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "beta", "free_bits", "val_fraction", "combine",
                  "knn_k", "latent_components", "iwae_samples", "fpr", "contamination", "device", "threads",
                  "precision")
 RENAMED = {"anomaly_score": "score", "random_state": "seed"}
@@ -94,7 +94,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                  bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=Config.hidden,
                  width=Config.width, conv_hidden=Config.conv_hidden, image_size=None, channels=None, epochs=None,
                  batch_size=Config.batch_size, lr=Config.lr, patience=Config.patience,
-                 kl_warmup_epochs=Config.kl_warmup_epochs, val_fraction=Config.val_fraction, anomaly_score=Config.score,
+                 kl_warmup_epochs=Config.kl_warmup_epochs, beta=None, free_bits=Config.free_bits, val_fraction=Config.val_fraction, anomaly_score=Config.score,
                  combine=None, knn_k=Config.knn_k, latent_components=Config.latent_components,
                  iwae_samples=Config.iwae_samples, fpr=Config.fpr, contamination=None, random_state=None,
                  device=Config.device, threads=None, precision=Config.precision):
@@ -115,6 +115,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         self.lr = lr
         self.patience = patience
         self.kl_warmup_epochs = kl_warmup_epochs
+        self.beta = beta
+        self.free_bits = free_bits
         self.val_fraction = val_fraction
         self.anomaly_score = anomaly_score
         self.combine = combine
