@@ -410,6 +410,7 @@ def score(
     heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", metavar="DIR", help=_help(
         "Write a PNG of each flagged image here: input | reconstruction | anomaly map over the input | colour "
         "bar, with its score.", "none")),
+    every: bool = _flag("--all", "With --heatmaps: a picture of every scored image, flagged or not."),
     device: Optional[str] = DeviceOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -420,6 +421,10 @@ def score(
     _check_device(device)
     check_paths(paths)  # a typo is reported before torch is imported and a model is loaded
     check_model(model)
+    if every and heatmaps is None:
+        from anomalyvae.errors import InvalidInput
+
+        raise InvalidInput("--all says which images get heat maps; add --heatmaps DIR to write them")
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -455,7 +460,7 @@ def score(
     if heatmaps is not None:
         from anomalyvae.heatmaps import write_flagged
 
-        maps = write_flagged(det, out, heatmaps, roots=paths)
+        maps = write_flagged(det, out, heatmaps, roots=paths, every=every)
         console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
     console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)

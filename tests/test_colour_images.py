@@ -120,7 +120,7 @@ def test_scoring_grey_files_with_a_colour_model_converts_them_and_says_so_once(c
 
 
 def test_heatmaps_are_drawn_at_the_inputs_resolution_in_colour(colour_model, root, cli, tmp_path):
-    from anomalyvae.heatmaps import display_shape
+    from anomalyvae.heatmaps import LABEL_H, display_shape
 
     code, out, err = cli("score", root / "test" / "colour", "--model", colour_model, "--out", tmp_path / "s.csv",
                          "--heatmaps", tmp_path / "maps")
@@ -129,8 +129,8 @@ def test_heatmaps_are_drawn_at_the_inputs_resolution_in_colour(colour_model, roo
     assert pictures, "no image was flagged"
     pic = np.asarray(Image.open(pictures[0]))
     h, w = display_shape((48, 48))  # the 48 px file, not the 32 px model input
-    assert pic.ndim == 3 and pic.shape[2] == 3 and pic.shape[0] == h + 16  # the caption line below
-    image, overlay = pic[:h, :w], pic[:h, 2 * (w + 4):3 * w + 8]
+    assert pic.ndim == 3 and pic.shape[2] == 3 and pic.shape[0] == LABEL_H + h + 16  # labels above, caption below
+    image, overlay = pic[LABEL_H:LABEL_H + h, :w], pic[LABEL_H:LABEL_H + h, 2 * (w + 4):3 * w + 8]
     assert (image[..., 0] != image[..., 2]).any()  # the input is drawn in colour
     assert not np.array_equal(image, overlay)  # and the map over it
 
