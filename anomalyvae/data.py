@@ -187,6 +187,8 @@ def _own_size(files, arch: str) -> int:
 
     shapes = []
     for f in files:
+        if getattr(f, "error", None):  # a FIFO or a device: opening it would block; loading reports it
+            continue
         try:
             with Image.open(getattr(f, "path", f)) as im:
                 shapes.append((im.height, im.width))

@@ -171,6 +171,9 @@ def evaluate_detector(det: AnomalyVAE, out: Path, test: TestSet | None = None, d
         artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
         order = np.argsort(-main)  # the most anomalous test images first
         artifacts.append(plots.reconstruction_grid(det, images[torch.from_numpy(order[:16].copy())], out))
+        from .sampling import sample_grid  # what the model thinks is normal, beside what it made of the test set
+
+        artifacts.append(sample_grid(det, out / "samples.png"))
         artifacts.append(report.write(out, result, det, images, test.labels, main, artifacts[:3], names=test.names,
                                       paths=test.paths))
         (out / "metrics.json").write_text(json.dumps(result, indent=2))

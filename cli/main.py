@@ -223,6 +223,11 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="N", help=_help(
         "Training images per optimiser step.", Config.batch_size)),
     lr: Optional[float] = typer.Option(None, "--lr", metavar="X", help=_help("Adam learning rate.", Config.lr)),
+    beta: Optional[float] = typer.Option(None, "--beta", metavar="X", help=_help(
+        "Weight of the KL term (beta-VAE).", "1")),
+    free_bits: Optional[float] = typer.Option(None, "--free-bits", metavar="X", help=_help(
+        "Nats per latent dimension below which KL is not penalised (against posterior collapse).",
+        Config.free_bits)),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help=_help(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
@@ -255,7 +260,7 @@ def train(
         console.quiet = err.quiet = True
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
-                 channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
@@ -310,6 +315,33 @@ def train(
         also = f" = models:/{register}/{tracker.model_version}" if tracker.model_version else ""
         console.print(f"MLflow model: runs:/{tracker.run_id}/{tracker.model_name}{also}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
+
+
+@app.command(cls=_Command)
+def sample(
+    model: Optional[str] = ModelOpt,
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", metavar="FILE", help="The grid, a PNG."),
+    n: int = typer.Option(64, "--n", metavar="N", help="How many samples (8 a row)."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seeds the codes drawn from the prior."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    device: Optional[str] = DeviceOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """What the model thinks is normal: a grid decoded from codes drawn from the prior N(0, I)."""
+    from anomalyvae.preflight import check_model
+
+    _set_debug(debug)
+    _check_device(device)
+    check_model(model)
+    if n < 1:
+        from anomalyvae.errors import InvalidInput
+
+        raise InvalidInput(f"--n is {n}; ask for at least one sample")
+    from anomalyvae.sampling import sample_grid
+
+    det, _ = _load(model, tracking_uri, _device(device))
+    what = "patches" if det.config_.detector == "local" else "images"
+    console.print(f"{n} {what} from the prior -> {sample_grid(det, out, n, seed)}", highlight=False)
 
 
 def _aborted(out: Path) -> Optional[str]:
