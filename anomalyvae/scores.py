@@ -57,6 +57,9 @@ def check(names, input_kind: str = "images", what: str = "score", detector: str 
         if detector == "local" and n not in ok:
             raise InvalidInput(f"{what} {n!r} is not computed by the local detector; it scores with "
                                f"{', '.join(ok)} (or train with --detector global)")
+        if n in LOCAL and detector != "local":
+            raise InvalidInput(f"{what} {n!r} is not computed by the global detector; train with "
+                               "--detector local to get it")
         if n not in ok:
             raise InvalidInput(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
     return names

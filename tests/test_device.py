@@ -112,7 +112,9 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
 
     from anomalyvae.config import Config
     from anomalyvae.model import build_model, elbo_terms
-    from anomalyvae.scores import NAMES
+    from anomalyvae.scores import available
+
+    NAMES = available("images", "global")  # the local detector scores on the CPU path of test_local.py
     from anomalyvae.scoring import ScoreState, encode_mu, score_batch
 
     cfg = Config(arch="conv").validate()

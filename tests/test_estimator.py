@@ -78,9 +78,15 @@ def test_the_sign_conventions_are_scikit_learns(image_model):
 
 
 def test_every_named_score_is_available_through_one_method(image_model):
+    from anomalyvae.scores import available
+
     est, imgs, _ = image_model
-    got = est.anomaly_scores(imgs[:4], which=NAMES)
-    assert list(got) == list(NAMES) and all(v.shape == (4,) and np.isfinite(v).all() for v in got.values())
+    names = available("images", "global")  # the global detector's; the local one's are in test_local.py
+    got = est.anomaly_scores(imgs[:4], which=names)
+    assert list(got) == list(names) and all(v.shape == (4,) and np.isfinite(v).all() for v in got.values())
+    assert set(names) | {"local"} == set(NAMES)
+    with pytest.raises(ValueError, match="not computed by the global detector"):
+        est.anomaly_scores(imgs[:4], which=["local"])
     with pytest.raises(ValueError, match="unknown score 'nope'.*recon"):
         est.anomaly_scores(imgs[:4], which=["nope"])
 
