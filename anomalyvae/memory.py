@@ -70,11 +70,13 @@ class MemoryBank:
         kept = codes[subsample(codes, size, method, seed)].float().contiguous()
         return cls(kept, list_centroids(kept))
 
-    def distance(self, q: torch.Tensor, k: int = 1) -> torch.Tensor:
-        """(N, d) queries -> (N,) mean Euclidean distance to their k nearest codes in the bank."""
-        from .knn import KnnIndex
+    def distance(self, q: torch.Tensor, k: int = 1, probe: int | None = None) -> torch.Tensor:
+        """(N, d) queries -> (N,) mean Euclidean distance to their k nearest codes in the bank; `probe`: lists
+        scanned per query where the bank is searched through IVF lists (knn.PROBE when None)."""
+        from .knn import PROBE, KnnIndex
 
-        key = (k, q.device, q.dtype)
+        key = (k, q.device, q.dtype, probe)
         if key not in self.indexes:
-            self.indexes[key] = KnnIndex(self.codes.to(q.device, q.dtype), k, centroids=self.centroids)
+            self.indexes[key] = KnnIndex(self.codes.to(q.device, q.dtype), k, probe=probe or PROBE,
+                                         centroids=self.centroids)
         return self.indexes[key].mean_distance(q)
