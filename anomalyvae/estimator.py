@@ -27,13 +27,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import __version__, inputs
-from .config import Config, auto_epochs, update
+from .config import Config, auto_epochs, feature_schedule, update
 from .data import Split
 from .errors import AnomalyVAEError, InvalidInput, ModelDirError, TrainingDiverged
 from .model import build_model
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .scores import SCORES, available
-from .scoring import ScoreState, encode_mu, fit_latent, fit_normalisation, score_inputs
+from .scoring import ScoreState, encode_mu, fit_latent, fit_normalisation, fit_rows, score_inputs
 from .threshold import calibrate, realized_fpr
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
@@ -47,8 +47,9 @@ RENAMED = {"anomaly_score": "score", "random_state": "seed"}
 PREPROCESSING = {
     "images": "uint8 pixels / 255 (float images in [0, 1] as they are), shape (channels, image_size, image_size); "
               "files: decoded with Pillow, converted to the model's channels, resized to image_size (images.py)",
-    "features": "(x - mean) / scale with the training data's mean and standard deviation (floored at 1e-3 of "
-                "the mean scale, so a near-constant feature cannot blow up a score)",
+    "features": "(x - mean) / scale with the training data's mean and standard deviation, the scale floored at "
+                "the median of the features' standard deviations (so a near-constant feature, such as an 8x8 "
+                "digit's border pixel, cannot outweigh the others: benchmarks/tabular.py)",
 }
 
 
@@ -64,7 +65,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     image_size, channels : int or None
         Images are resized to image_size x image_size and converted to 1 or 3 channels; None keeps X's.
     epochs : int or None
-        None: about 2,300 optimiser steps (6 epochs on 54k images, at most 30).
+        None: images, about 2,300 optimiser steps (6 epochs on 54k images, at most 30); feature vectors,
+        2,000 steps whatever the number of rows (config.feature_schedule).
     anomaly_score : str
         The score `score_samples`, `decision_function` and `predict` use (see `anomalyvae.scores.SCORES`);
         Config's `score` (scikit-learn reserves the name `score` for a method).
@@ -202,7 +204,9 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         from . import distributed
         from .train import fit as fit_network
 
-        if cfg.epochs is None:
+        if cfg.epochs is None and cfg.input_kind == "features":
+            cfg = dataclasses.replace(cfg, **feature_schedule(len(train), cfg.batch_size, cfg.patience))
+        elif cfg.epochs is None:
             cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
         shape = tuple(train.images.shape[1:])
         torch.manual_seed(cfg.seed)  # the initial weights
@@ -211,7 +215,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             x = train.images.double()
             std = x.std(0, unbiased=False)
             model.x_mean.copy_(x.mean(0).float())
-            model.x_std.copy_(std.clamp_min(max(1e-3 * float(std.mean()), 1e-6)).float())
+            model.x_std.copy_(std.clamp_min(max(float(std.median()), 1e-6)).float())
         result = fit_network(distributed.local_config(cfg), model, distributed.shard(train), val, out=out,
                              resume=resume, on_step=on_step, on_epoch=on_epoch, run_id=run_id)
         distributed.finish()
@@ -223,6 +227,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         self.score_, self.n_features_in_ = cfg.score, int(math.prod(shape))
         self.history_ = [dataclasses.asdict(h) for h in result.history]
         self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
+        if cfg.input_kind == "features":
+            fit_rows(self.state_, self.model_, train.images, cfg.seed)
         components = [s for s in available(cfg.input_kind) if s != "combined"]
         val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
         fit_normalisation(self.state_, val_scores)

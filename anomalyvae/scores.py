@@ -17,6 +17,7 @@ class ScoreInfo:
     help: str
     needs: tuple[str, ...] = ()  # fitted state beyond the network: "mixture", "codes", "normalisation"
     image_only: bool = False  # meaningless for feature vectors (needs a pixel grid)
+    features_only: bool = False  # kept for feature vectors only (a bank of raw images would not fit in memory)
     cheap: bool = True  # one encoder and one decoder pass per input (iwae takes K decoder passes)
 
 
@@ -29,6 +30,9 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
               "defect that image-wide sums dilute", image_only=True),
     ScoreInfo("latent", "-log density of mu under a Gaussian mixture of the normal codes", needs=("mixture",)),
     ScoreInfo("knn", "mean distance from mu to its k nearest normal codes", needs=("codes",)),
+    ScoreInfo("xknn", "mean distance from the standardised input to its k nearest normal training rows (a memory "
+              "bank): the nearest-neighbour detector in the model's input space", needs=("rows",),
+              features_only=True),
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",
               needs=("normalisation",)),
 )}
@@ -38,7 +42,7 @@ COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n != "combined")
 
 def available(input_kind: str) -> tuple[str, ...]:
     """The scores that exist for 'images' or 'features' input."""
-    return tuple(n for n in NAMES if input_kind == "images" or not SCORES[n].image_only)
+    return tuple(n for n in NAMES if not (SCORES[n].image_only if input_kind == "features" else SCORES[n].features_only))
 
 
 def check(names, input_kind: str = "images", what: str = "score") -> list[str]:
@@ -48,6 +52,8 @@ def check(names, input_kind: str = "images", what: str = "score") -> list[str]:
     for n in names:
         if n not in SCORES:
             raise InvalidInput(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
+        if n not in ok and SCORES[n].features_only:
+            raise InvalidInput(f"{what} {n!r} is for feature vectors; for images choose from {', '.join(ok)}")
         if n not in ok:
             raise InvalidInput(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
     return names
