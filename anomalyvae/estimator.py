@@ -204,8 +204,11 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         from . import distributed
         from .train import fit as fit_network
 
+        fit_on = train
         if cfg.epochs is None and cfg.input_kind == "features":
-            cfg = dataclasses.replace(cfg, **feature_schedule(len(train), cfg.batch_size, cfg.patience))
+            epochs, patience, repeats = feature_schedule(len(train), cfg.batch_size, cfg.patience)
+            cfg = dataclasses.replace(cfg, epochs=epochs, patience=patience)
+            fit_on = Split(train.images.repeat(repeats, 1), train.labels.repeat(repeats))
         elif cfg.epochs is None:
             cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
         shape = tuple(train.images.shape[1:])
@@ -216,7 +219,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             std = x.std(0, unbiased=False)
             model.x_mean.copy_(x.mean(0).float())
             model.x_std.copy_(std.clamp_min(max(float(std.median()), 1e-6)).float())
-        result = fit_network(distributed.local_config(cfg), model, distributed.shard(train), val, out=out,
+        result = fit_network(distributed.local_config(cfg), model, distributed.shard(fit_on), val, out=out,
                              resume=resume, on_step=on_step, on_epoch=on_epoch, run_id=run_id)
         distributed.finish()
         if not result.history or not distributed.is_main():
@@ -257,6 +260,31 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         data = X if _prepared else self._read(X, reset=False)
         which = list(which) if which is not None else list(self.default_scores())
         return score_inputs(self.model_, data, self.state_, self.config_, which)
+
+    def explain(self, X):
+        """Each feature's share of each row's anomaly (anomalyvae/explain.py says how), for feature vectors.
+
+        Returns a pandas DataFrame (n_samples, n_features), rows summing to 1, with X's column names (and its
+        index) when X is a DataFrame, else the names seen in fit, else x0, x1, ...
+        """
+        import pandas as pd
+
+        from .explain import SPLITS, shares
+
+        check_is_fitted(self)
+        if self.config_.input_kind != "features":
+            raise InvalidInput("explain is for feature vectors; for images the anomaly map shows where "
+                               "(anomalyvae score --heatmaps DIR, or anomalyvae.scoring.pixel_map)")
+        parts = self.config_.combine_parts() if self.score_ == "combined" else [self.score_]
+        if not set(parts) & set(SPLITS):
+            raise InvalidInput(f"score {self.score_!r} has no per-feature part; explain needs one of "
+                               f"{', '.join(SPLITS)} in it")
+        data = self._read(X, reset=False)
+        names = getattr(self, "feature_names_in_", None)
+        columns = [str(c) for c in names] if names is not None else [f"x{i}" for i in range(data.shape[1])]
+        index = X.index if hasattr(X, "index") and hasattr(X, "columns") else None
+        return pd.DataFrame(shares(self.model_, data, self.state_, self.config_, self.score_), columns=columns,
+                            index=index)
 
     def score_samples(self, X) -> np.ndarray:
         """The default score, negated: higher = more normal (scikit-learn's convention)."""

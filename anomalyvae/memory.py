@@ -72,9 +72,16 @@ class MemoryBank:
 
     def distance(self, q: torch.Tensor, k: int = 1) -> torch.Tensor:
         """(N, d) queries -> (N,) mean Euclidean distance to their k nearest codes in the bank."""
+        return self._index(q, k).mean_distance(q)
+
+    def nearest(self, q: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """(N, d) queries -> (N, k) rows of `codes` nearest to each (-1: none found, large banks only)."""
+        return self._index(q, k).nearest(q)
+
+    def _index(self, q: torch.Tensor, k: int):
         from .knn import KnnIndex
 
         key = (k, q.device, q.dtype)
         if key not in self.indexes:
             self.indexes[key] = KnnIndex(self.codes.to(q.device, q.dtype), k, centroids=self.centroids)
-        return self.indexes[key].mean_distance(q)
+        return self.indexes[key]
