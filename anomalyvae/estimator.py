@@ -316,6 +316,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         }
         if hasattr(self, "feature_names_in_"):
             meta["feature_names"] = [str(f) for f in self.feature_names_in_]
+        if getattr(self, "table_", None) is not None:  # trained on a table: its encoding rule (tables.py)
+            meta["table"] = self.table_.to_dict()
         return meta
 
     def save(self, out: str | Path) -> Path:
@@ -355,6 +357,10 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             est.n_features_in_, est.history_ = int(math.prod(shape)), []
             if meta.get("feature_names"):
                 est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+            if meta.get("table"):
+                from .tables import TableEncoder
+
+                est.table_ = TableEncoder.from_dict(meta["table"])
             set_threads(cfg.threads)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelDirError(f"{file}: incomplete model metadata ({e}); re-train the model") from None
