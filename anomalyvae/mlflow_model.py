@@ -71,8 +71,7 @@ def signature(det: AnomalyVAE):
     dtype = np.uint8 if det.config_.input_kind == "images" else np.float32
     inputs = Schema([TensorSpec(np.dtype(dtype), (-1, d))])
     if getattr(det, "table_", None) is not None:  # columns by name; MLflow refuses a request without one
-        inputs = Schema([ColSpec("string" if c in det.table_.categories else "double", c)
-                         for c in det.table_.columns])
+        inputs = Schema([ColSpec(det.table_.types.get(c, "double"), c) for c in det.table_.columns])
     outputs = Schema([ColSpec("double", s) for s in output_scores(det)] + [ColSpec("boolean", "is_anomaly")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 

@@ -51,6 +51,7 @@ class TableEncoder:
 
     columns: list[str]  # the table's columns the model uses, in training order
     categories: dict[str, list[str]] = field(default_factory=dict)  # one-hot columns and their values
+    types: dict[str, str] = field(default_factory=dict)  # each column's type as MLflow names it (its signature)
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, exclude: list[str] | tuple[str, ...] = ()) -> "TableEncoder":
@@ -58,13 +59,15 @@ class TableEncoder:
         if unknown:
             raise InvalidInput(f"--exclude-columns names {unknown[0]!r}, which the table does not have; "
                                f"its columns are {', '.join(map(str, frame.columns))}")
-        columns, categories = [], {}
+        columns, categories, types = [], {}, {}
         for name in frame.columns:
             if name in exclude:
                 continue
             col = frame[name]
             if _numeric(col):
                 columns.append(str(name))
+                types[str(name)] = ("boolean" if pd.api.types.is_bool_dtype(col) else
+                                    "long" if pd.api.types.is_integer_dtype(col) else "double")
                 continue
             values = col.dropna().astype(str).unique()
             if len(values) > MAX_CATEGORIES:
@@ -72,9 +75,10 @@ class TableEncoder:
                                    f"{MAX_CATEGORIES} are one-hot encoded); leave it out with --exclude-columns {name}")
             columns.append(str(name))
             categories[str(name)] = sorted(values)
+            types[str(name)] = "string"
         if not columns:
             raise InvalidInput("the table has no columns left to learn from; check --exclude-columns")
-        return cls(columns, categories)
+        return cls(columns, categories, types)
 
     def feature_names(self) -> list[str]:
         names = []
@@ -113,7 +117,8 @@ class TableEncoder:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TableEncoder":
-        return cls(list(d["columns"]), {k: list(v) for k, v in d.get("categories", {}).items()})
+        return cls(list(d["columns"]), {k: list(v) for k, v in d.get("categories", {}).items()},
+                   dict(d.get("types", {})))
 
 
 def _numeric(col: pd.Series) -> bool:
