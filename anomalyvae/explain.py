@@ -35,11 +35,13 @@ def shares(model, raw: torch.Tensor, state: ScoreState, cfg: Config, score: str)
     out = []
     for sl in batches(len(raw), 4096):
         x = model.prepare(raw[sl])
-        mu, logvar = model.encode(x)
-        p = Pass(model, x, model.decode(mu), mu, logvar, state, cfg, "float32")  # one pass, as scoring makes
-        rec = model.mean(p.out)
+        p = Pass(model, x, None, None, None, state, cfg, "float32")
         per = {}
+        if {"recon", "elbo"} & set(parts) or len(parts) > 1:  # the network's pass, once, as scoring makes it
+            p.mu, p.logvar = model.encode(x)
+            p.out = model.decode(p.mu)
         if {"recon", "elbo"} & set(parts):
+            rec = model.mean(p.out)
             scale = torch.exp(model.log_scale.clamp(-5.0, 5.0))
             per["recon"] = per["elbo"] = 0.5 * ((x - rec) / scale).pow(2)
         if "xknn" in parts:

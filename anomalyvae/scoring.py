@@ -143,9 +143,9 @@ class Pass:
 
     model: torch.nn.Module
     x: torch.Tensor  # the prepared input
-    out: torch.Tensor  # the decoder's output at z = mu
-    mu: torch.Tensor
-    logvar: torch.Tensor
+    out: torch.Tensor | None  # the decoder's output at z = mu (None: no network pass, INPUT_ONLY scores)
+    mu: torch.Tensor | None
+    logvar: torch.Tensor | None
     state: ScoreState
     cfg: Config
     precision: str
@@ -237,6 +237,7 @@ COMPUTE: dict[str, Callable[[Pass], torch.Tensor]] = {
     "xknn": lambda p: p.state.row_bank().distance(p.x, p.cfg.knn_k),
     "combined": _combined,
 }
+INPUT_ONLY = {"xknn", "combined"}  # scores computed from the prepared input alone (combined: of such parts)
 assert set(COMPUTE) == set(SCORES), "scoring.COMPUTE and scores.SCORES must name the same scores"
 
 
@@ -259,6 +260,9 @@ def score_batch(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which,
     """Scores of one batch of raw inputs as float tensors on the model's device, keyed by score name;
     `state` must be on that device too (ScoreState.to). Under "bfloat16" only the network runs in bfloat16."""
     x = model.prepare(raw)
+    parts = set(which) | (set(cfg.combine_parts()) if "combined" in which else set())
+    if parts <= INPUT_ONLY:  # the table default: no network pass (on 100,000 rows it was 4x the search's time)
+        return {name: as_float(Pass(model, x, None, None, None, state, cfg, precision).get(name)) for name in which}
     with autocast(precision, x.device):
         mu, logvar = model.encode(x)
         mu, logvar = as_float(mu), as_float(logvar)

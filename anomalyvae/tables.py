@@ -189,7 +189,7 @@ def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, trac
     from .tracking import Tracker
 
     path = Path(path)
-    frame = read_table(path)
+    frame = read_table(path).iloc[:cfg.limit]  # --limit: the first rows only (quick runs)
     encoder = TableEncoder.fit(frame, exclude)
     X = encoder.transform(frame)
     out = Path(out) if out is not None else Path("models") / (

@@ -256,10 +256,10 @@ def train(
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     if table is not None or exclude_columns is not None:
         return _train_table(table, exclude_columns, dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                            fpr=fpr, score=score, device=device, tracking_uri=tracking_uri),
+                            fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri),
                             config, out, register, no_tracking, image_flags=dict(
                                 dataset=dataset, normal=normal, data_dir=data_dir, train_dir=train_dir,
-                                channels=channels, image_size=image_size, limit=limit, resume=resume or None))
+                                channels=channels, image_size=image_size, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
