@@ -46,7 +46,7 @@ def shares(model, raw: torch.Tensor, state: ScoreState, cfg: Config, score: str)
             per["recon"] = per["elbo"] = 0.5 * ((x - rec) / scale).pow(2)
         if "xknn" in parts:
             bank = state.row_bank()
-            idx = bank.nearest(x, cfg.knn_k)
+            idx = bank.nearest(x.float(), cfg.knn_k)
             near = bank.codes[idx.clamp_min(0)]  # (n, k, D)
             sq = (x[:, None, :] - near).pow(2)
             p.done["xknn"] = sq.sum(2).sqrt().mean(1)  # the score itself, from the neighbours just found

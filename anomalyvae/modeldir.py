@@ -141,8 +141,11 @@ def learned(est) -> str:
         what = f"{cfg.arch} VAE on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":
         what = f"{cfg.arch} VAE on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
+    elif info.get("table"):
+        what = f"{cfg.arch} VAE on the {info.get('n_train', 0) + info.get('n_val', 0)} normal rows of {info['table']}"
     elif info.get("normal_classes"):
         what = f"{cfg.arch} VAE on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
     else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded
-        what = f"{cfg.arch} VAE fitted on {info.get('n_train', '?')} {cfg.input_kind} (AnomalyVAE.fit)"
+        kind = "rows" if cfg.input_kind == "features" else "images"
+        what = f"{cfg.arch} VAE fitted on {info.get('n_train', '?')} {kind} (AnomalyVAE.fit)"
     return what
