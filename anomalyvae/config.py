@@ -18,6 +18,15 @@ ARCHS = ("auto", "conv", "mlp")  # auto: conv for images of side >= 16, else mlp
 INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_COMBINE = {"images": "blur,knn,latent", "features": "xknn"}  # measured: benchmarks/tabular.py
+# global: one VAE of whole inputs (class datasets, tables); local: a VAE of image patches with a memory bank
+# of their normal codes (local.py), the default for folders of photos, where a whole-image VAE learns their mean
+DETECTORS = ("auto", "global", "local")
+LAYOUT_DATASETS = ("mvtec", "folder")  # auto picks the local detector for these
+SUBSAMPLINGS = ("random", "coreset")  # memory.py
+# image_size unset: folders take their images' own size, the median shorter side rounded down to a multiple of
+# 8, at most AUTO_IMAGE_CAP (larger photos are resized to it, aspect ratio not kept); class datasets keep 28
+AUTO_IMAGE_CAP = 256
+LOCAL_BETA = 1.0  # the local detector's default KL weight (Config.beta)
 
 
 @dataclass
@@ -29,10 +38,14 @@ class Config:
     normal: str = "0-8"  # classes treated as normal, or "all" (mnist and fashion-mnist only)
     val_fraction: float = 0.1  # held out of the normal training data for early stopping and calibration
     limit: int | None = None  # use at most this many training images (quick runs, tests)
-    image_size: int = 28
+    image_size: int | None = None  # None: 28 for class datasets, from the images for folders (AUTO_IMAGE_CAP)
     channels: int | None = None  # image channels, 1 (grey) or 3 (RGB); None: decided from the training data
     input_kind: str = "images"  # images | features (feature vectors: standardised, Gaussian likelihood)
     # model
+    detector: str = "auto"  # auto | global | local: auto is local for mvtec / folder images, else global
+    scales: int = 3  # local detector: pyramid scales (1, 1/2, 1/4 ...) whose patches it learns and searches
+    bank_size: int = 131072  # local detector: normal codes kept per scale (memory.py); 300 images of 128 px give 288k
+    bank_subsampling: str = "random"  # random | coreset: how the bank is thinned to bank_size (memory.py)
     # auto: conv for images of side >= 16; mlp for smaller ones (8x8 digits, leave-one-out: 0.949 vs conv 0.926,
     # benchmarks/tabular.py's split, seed 0) and for feature vectors
     arch: str = "auto"
@@ -46,6 +59,10 @@ class Config:
     lr: float = 1e-3
     patience: int = 5  # early stopping: epochs without a better validation negative ELBO
     kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
+    # the KL term's weight (beta-VAE, Higgins et al. 2017); None: 1 for the global detector, LOCAL_BETA for the
+    # local one, whose patch codes collapse to a few nats at 1 (measured: benchmarks/photos.py)
+    beta: float | None = None
+    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al. 2016)
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
     precision: str = "auto"  # auto | float32 | bfloat16: auto is float32 today (runtime.AUTO_BF16 says why)
@@ -76,15 +93,33 @@ class Config:
             raise bad("arch", f"is {self.arch!r}; choose one of {', '.join(ARCHS)}")
         if self.input_kind == "features" and self.arch == "conv":
             raise bad("arch", "is 'conv' but feature vectors have no pixel grid; use 'mlp' (or 'auto')")
+        if self.detector not in DETECTORS:
+            raise bad("detector", f"is {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        if self.detector == "auto":
+            self.detector = "local" if self.input_kind == "images" and self.dataset in LAYOUT_DATASETS else "global"
+        if self.detector == "local" and self.input_kind != "images":
+            raise bad("detector", "is 'local' but feature vectors have no image regions; use 'global'")
+        if self.bank_subsampling not in SUBSAMPLINGS:
+            raise bad("bank_subsampling", f"is {self.bank_subsampling!r}; choose one of {', '.join(SUBSAMPLINGS)}")
+        if self.image_size is None and (self.dataset not in LAYOUT_DATASETS or self.input_kind == "features"):
+            self.image_size = 28
+        if self.detector == "local" and self.score == "combined":
+            self.score = "local"
         if self.arch == "auto":
-            self.arch = "conv" if self.input_kind == "images" and self.image_size >= 16 else "mlp"
+            self.arch = ("mlp" if self.detector == "local" or self.input_kind != "images"
+                         or (self.image_size or 28) < 16 else "conv")
         if self.combine is None:
             self.combine = DEFAULT_COMBINE[self.input_kind]
+            if self.detector == "global" and self.dataset in LAYOUT_DATASETS and self.input_kind == "images":
+                # inspection images: the map's maximum finds small defects that image-wide sums dilute
+                # (synthetic inspection set: 0.78 without peak, 0.99 with it; benchmarks/combination.py)
+                self.combine += ",peak"
         try:
-            scores.check([self.score], self.input_kind)
+            scores.check([self.score], self.input_kind, detector=self.detector)
             parts = scores.check(self.combine_parts(), self.input_kind, what="combine component")
         except AnomalyVAEError as e:
-            raise bad("score" if self.score not in scores.available(self.input_kind) else "combine", str(e)) from None
+            raise bad("score" if self.score not in scores.available(self.input_kind, self.detector) else "combine",
+                      str(e)) from None
         if not parts or "combined" in parts:
             raise bad("combine", f"is {self.combine!r}; list components from {', '.join(scores.COMPONENTS)}")
         if self.channels not in (None, 1, 3):
@@ -108,21 +143,27 @@ class Config:
             raise bad("fpr", f"is {self.fpr}; it must lie strictly between 0 and 1 (e.g. 0.05)")
         if self.latent_dim is None:
             self.latent_dim = 8 if self.input_kind == "features" else 20 if self.arch == "mlp" else 16
-        for name in ("batch_size", "latent_dim", "hidden", "width", "iwae_samples",
-                     "latent_components", "image_size", "knn_k", "conv_hidden"):
+        for name in ("batch_size", "latent_dim", "hidden", "width", "iwae_samples", "scales", "bank_size",
+                     "latent_components", "knn_k", "conv_hidden"):
             if getattr(self, name) < 1:
                 raise bad(name, f"is {getattr(self, name)}; it must be at least 1")
-        if self.input_kind == "images" and self.image_size > MAX_IMAGE_SIZE:
+        if self.image_size is not None and self.image_size < 1:
+            raise bad("image_size", f"is {self.image_size}; it must be at least 1")
+        if self.input_kind == "images" and (self.image_size or 0) > MAX_IMAGE_SIZE:
             raise bad("image_size", f"is {self.image_size}; at most {MAX_IMAGE_SIZE} (28 to 256 are typical)")
         if self.epochs is not None and self.epochs < 1:
             raise bad("epochs", f"is {self.epochs}; it must be at least 1 (or unset for automatic)")
         if self.patience < 0 or self.kl_warmup_epochs < 0:
             raise bad("patience", "and kl_warmup_epochs must not be negative")
+        if self.beta is None:
+            self.beta = LOCAL_BETA if self.detector == "local" else 1.0
+        if self.beta < 0 or self.free_bits < 0:
+            raise bad("beta", f"is {self.beta} and free_bits {self.free_bits}; neither may be negative")
         if self.lr <= 0:
             raise bad("lr", f"is {self.lr}; it must be positive")
         if self.limit is not None and self.limit < 2:
             raise bad("limit", f"is {self.limit}; it must be at least 2 (or unset)")
-        if self.input_kind == "images" and self.arch == "conv":  # last: the only check that imports torch
+        if self.input_kind == "images" and self.arch == "conv" and self.image_size is not None:  # last: the only check that imports torch
             from .model import conv_depth
 
             conv_depth(self.image_size)  # a size the network cannot take fails here, before any data is read
@@ -136,6 +177,21 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def auto_image_size(shapes: list[tuple[int, int]], arch: str) -> int:
+    """The image side for a folder when none is given: the median shorter side of its images, rounded down to a
+    multiple of 8 (at least 16), at most AUTO_IMAGE_CAP; for the global conv model, the largest size at most
+    that which its network takes (model.conv_depth)."""
+    import statistics  # not numpy: the CLI's help imports this module and must stay fast
+
+    side = int(statistics.median_low([min(h, w) for h, w in shapes])) if shapes else 28
+    side = max(16, min(AUTO_IMAGE_CAP, side // 8 * 8))
+    if arch == "conv":
+        from .model import _fits
+
+        side = max(s for s in range(16, side + 1) if _fits(s))
+    return side
 
 
 def auto_epochs(n_train: int, batch_size: int, steps: int = 2300, lo: int = 6, hi: int = 30) -> int:

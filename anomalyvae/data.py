@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from .classes import parse_classes
-from .config import Config
+from .config import Config, auto_image_size
 from .errors import DataError
 from .idx import read_idx
-from .images import load_files, load_folder
+from .images import iter_image_files, load_files, load_folder
 from .inputs import match_channels, resize
 
 FILES = {
@@ -181,6 +181,22 @@ class TrainData:
     skipped: list  # image files that could not be read
 
 
+def _own_size(files, arch: str) -> int:
+    """config.auto_image_size of the images' own sizes, read from their headers (unreadable ones left out)."""
+    from PIL import Image
+
+    shapes = []
+    for f in files:
+        if getattr(f, "error", None):  # a FIFO or a device: opening it would block; loading reports it
+            continue
+        try:
+            with Image.open(getattr(f, "path", f)) as im:
+                shapes.append((im.height, im.width))
+        except Exception:  # loading reports it, with the reason
+            continue
+    return auto_image_size(shapes, arch)
+
+
 def load_train(cfg: Config) -> TrainData:
     """The normal training data with a seeded hold-out; anomaly classes never enter it.
 
@@ -188,12 +204,14 @@ def load_train(cfg: Config) -> TrainData:
     skipped: list = []
     if cfg.dataset in ("folder", "mvtec"):
         if cfg.dataset == "folder":
-            arr, _, skipped = load_folder(cfg.train_dir, cfg.image_size, cfg.channels)
+            size = cfg.image_size or _own_size(iter_image_files([cfg.train_dir]), cfg.arch)
+            arr, _, skipped = load_folder(cfg.train_dir, size, cfg.channels)
         else:
             from .layouts import mvtec_train
 
             root = cfg.resolved_data_dir()
-            arr, _, skipped = load_files(mvtec_train(root), cfg.image_size, cfg.channels)
+            files = list(mvtec_train(root))
+            arr, _, skipped = load_files(files, cfg.image_size or _own_size(files, cfg.arch), cfg.channels)
             if not len(arr):
                 raise DataError(f"no readable images in {root / 'train' / 'good'}"
                                 + (f" (e.g. {skipped[0].path}: {skipped[0].error})" if skipped else ""))

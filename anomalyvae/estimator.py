@@ -38,8 +38,8 @@ from .threshold import calibrate, realized_fpr
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
 # two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
-CONFIG_PARAMS = ("input_kind", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
-                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "val_fraction", "combine",
+CONFIG_PARAMS = ("input_kind", "detector", "scales", "bank_size", "bank_subsampling", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
+                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "beta", "free_bits", "val_fraction", "combine",
                  "knn_k", "latent_components", "iwae_samples", "fpr", "contamination", "device", "threads",
                  "precision")
 RENAMED = {"anomaly_score": "score", "random_state": "seed"}
@@ -60,6 +60,12 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     ----------
     input_kind : {"auto", "images", "features"}
         How X is read (anomalyvae/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images.
+    detector : {"auto", "global", "local"}
+        global: one VAE of whole inputs; local: a VAE of image patches and a memory bank of their normal codes
+        (anomalyvae/local.py), for photos and inspection images; auto: global for arrays (from the CLI, local for
+        folders of images).
+    scales, bank_size, bank_subsampling
+        The local detector's pyramid scales, normal codes kept per scale, and how they are thinned (memory.py).
     arch : {"auto", "conv", "mlp"}
         auto: a convolutional VAE for images (depth follows the image size), an MLP for feature vectors.
     image_size, channels : int or None
@@ -86,14 +92,19 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     history_ : list of per-epoch losses; info_ : dict (sizes, timings, validation FPR).
     """
 
-    def __init__(self, *, input_kind="auto", arch=Config.arch, latent_dim=None, hidden=Config.hidden,
+    def __init__(self, *, input_kind="auto", detector=Config.detector, scales=Config.scales,
+                 bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=Config.hidden,
                  width=Config.width, conv_hidden=Config.conv_hidden, image_size=None, channels=None, epochs=None,
                  batch_size=Config.batch_size, lr=Config.lr, patience=Config.patience,
-                 kl_warmup_epochs=Config.kl_warmup_epochs, val_fraction=Config.val_fraction, anomaly_score=Config.score,
+                 kl_warmup_epochs=Config.kl_warmup_epochs, beta=None, free_bits=Config.free_bits, val_fraction=Config.val_fraction, anomaly_score=Config.score,
                  combine=None, knn_k=Config.knn_k, latent_components=Config.latent_components,
                  iwae_samples=Config.iwae_samples, fpr=Config.fpr, contamination=None, random_state=None,
                  device=Config.device, threads=None, precision=Config.precision):
         self.input_kind = input_kind
+        self.detector = detector
+        self.scales = scales
+        self.bank_size = bank_size
+        self.bank_subsampling = bank_subsampling
         self.arch = arch
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -106,6 +117,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         self.lr = lr
         self.patience = patience
         self.kl_warmup_epochs = kl_warmup_epochs
+        self.beta = beta
+        self.free_bits = free_bits
         self.val_fraction = val_fraction
         self.anomaly_score = anomaly_score
         self.combine = combine
@@ -187,6 +200,11 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             raise KeyboardInterrupt(f"fit stopped by {result.stopped_by}")
         if result.diverged:
             raise TrainingDiverged(f"{result.diverged}; lower lr")
+        if self.info_.get("warnings"):
+            import warnings
+
+            for line in self.info_["warnings"]:
+                warnings.warn(line, UserWarning, stacklevel=2)
         if cfg.contamination is not None:  # scikit-learn's meaning: flag that fraction of X itself
             s = self.anomaly_scores(data, which=[cfg.score], _prepared=True)[cfg.score]
             self.threshold_ = float(np.percentile(s, 100.0 * (1.0 - cfg.contamination)))
@@ -204,35 +222,51 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         from . import distributed
         from .train import fit as fit_network
 
-        fit_on = train
-        if cfg.epochs is None and cfg.input_kind == "features":
-            epochs, patience, repeats = feature_schedule(len(train), cfg.batch_size, cfg.patience)
-            cfg = dataclasses.replace(cfg, epochs=epochs, patience=patience)
-            fit_on = Split(train.images.repeat(repeats, 1), train.labels.repeat(repeats))
-        elif cfg.epochs is None:
-            cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
         shape = tuple(train.images.shape[1:])
-        torch.manual_seed(cfg.seed)  # the initial weights
-        model = build_model(cfg, shape)
-        if cfg.input_kind == "features":
-            x = train.images.double()
-            std = x.std(0, unbiased=False)
-            model.x_mean.copy_(x.mean(0).float())
-            model.x_std.copy_(std.clamp_min(max(float(std.median()), 1e-6)).float())
-        result = fit_network(distributed.local_config(cfg), model, distributed.shard(fit_on), val, out=out,
-                             resume=resume, on_step=on_step, on_epoch=on_epoch, run_id=run_id)
+        extra: dict[str, Any] = {}
+        if cfg.detector == "local":
+            from . import local
+
+            result, cfg, scales, extra["n_patches"] = local.fit(cfg, train, val, out=out, resume=resume,
+                                                                on_step=on_step, on_epoch=on_epoch, run_id=run_id)
+        else:
+            fit_on = train
+            if cfg.epochs is None and cfg.input_kind == "features":
+                epochs, patience, repeats = feature_schedule(len(train), cfg.batch_size, cfg.patience)
+                cfg = dataclasses.replace(cfg, epochs=epochs, patience=patience)
+                fit_on = Split(train.images.repeat(repeats, 1), train.labels.repeat(repeats))
+            elif cfg.epochs is None:
+                cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
+            torch.manual_seed(cfg.seed)  # the initial weights
+            model = build_model(cfg, shape)
+            if cfg.input_kind == "features":
+                x = train.images.double()
+                std = x.std(0, unbiased=False)
+                model.x_mean.copy_(x.mean(0).float())
+                model.x_std.copy_(std.clamp_min(max(float(std.median()), 1e-6)).float())
+            result = fit_network(distributed.local_config(cfg), model, distributed.shard(fit_on), val, out=out,
+                                 resume=resume, on_step=on_step, on_epoch=on_epoch, run_id=run_id)
         distributed.finish()
         if not result.history or not distributed.is_main():
             return result
-        if on_phase is not None:  # seconds of work after the last step: say so (the CLI prints it)
-            on_phase(f"calibrating: latent model on {len(train)} codes, threshold on {len(val)} held-out inputs")
         self.config_, self.model_, self.input_shape_ = cfg, result.model.eval(), shape
         self.score_, self.n_features_in_ = cfg.score, int(math.prod(shape))
         self.history_ = [dataclasses.asdict(h) for h in result.history]
-        self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
-        if cfg.input_kind == "features":
-            fit_rows(self.state_, self.model_, train.images, cfg.seed)
-        components = [s for s in available(cfg.input_kind) if s != "combined"]
+        if cfg.detector == "local":
+            if on_phase is not None:
+                on_phase(f"calibrating: memory banks of {extra['n_patches']} patch codes at {len(scales)} scales, "
+                         f"threshold on {len(val)} held-out images")
+            banks = local.fit_banks(self.model_, train.images, scales, cfg)
+            mean, std = local.calibrate_maps(self.model_, banks, scales, val.images)
+            self.state_ = ScoreState(banks=banks, scales=scales, map_mean=mean, map_std=std)
+            extra["bank_codes"] = [len(b.codes) for b in banks]
+        else:
+            if on_phase is not None:  # seconds of work after the last step: say so (the CLI prints it)
+                on_phase(f"calibrating: latent model on {len(train)} codes, threshold on {len(val)} held-out inputs")
+            self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
+            if cfg.input_kind == "features":
+                fit_rows(self.state_, self.model_, train.images, cfg.seed)
+        components = [s for s in available(cfg.input_kind, cfg.detector) if s != "combined"]
         val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
         fit_normalisation(self.state_, val_scores)
         main = score_inputs(self.model_, val.images, self.state_, cfg, [cfg.score])[cfg.score]
@@ -241,7 +275,10 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         self.info_ = {**(info or {}), "n_train": len(train), "n_val": len(val), "best_epoch": result.best_epoch,
                       "epochs_run": len(result.history), "train_seconds": round(result.seconds, 2),
                       "best_val_loss": min(h.val_loss for h in result.history),
-                      "val_fpr": realized_fpr(main, self.threshold_)}
+                      "val_fpr": realized_fpr(main, self.threshold_), **extra}
+        if cfg.detector == "local":  # the colour scale's top: the highest map value on held-out normal images
+            self.info_["map_vmax"] = float(val_scores["local"].max())
+        self.info_["warnings"] = small_data_warnings(cfg, len(train), len(val), self)
         if "peak" in val_scores:  # images: the top of every anomaly picture's colour scale, the highest map value
             # on held-out normal images (peak is each image's map maximum, so no second pass is needed)
             self.info_["map_vmax"] = float(val_scores["peak"].max())
@@ -251,7 +288,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     def default_scores(self) -> tuple[str, ...]:
         """What `anomaly_scores` returns unless told: every cheap score of the input kind, and the model's own."""
         check_is_fitted(self)
-        cheap = [s for s in available(self.config_.input_kind) if SCORES[s].cheap]
+        cheap = [s for s in available(self.config_.input_kind, self.config_.detector) if SCORES[s].cheap]
         return tuple(dict.fromkeys([*cheap, self.score_]))
 
     def anomaly_scores(self, X, which=None, _prepared: bool = False) -> dict[str, np.ndarray]:
@@ -286,6 +323,25 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         return pd.DataFrame(shares(self.model_, data, self.state_, self.config_, self.score_), columns=columns,
                             index=index)
 
+    def maps_and_recons(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Anomaly maps (N, S, S) and reconstructions (N, C, S, S) in [0, 1] of prepared images: the global
+        model's smoothed per-pixel error (heatmaps.py) or the local detector's novelty map (local.py)."""
+        check_is_fitted(self)
+        if self.config_.detector != "local":
+            from .heatmaps import maps_and_recons
+
+            return maps_and_recons(self.model_, images)
+        from . import local
+        from .scoring import batch_for, batches, local_maps
+
+        maps, recs = [], []
+        for sl in batches(len(images), batch_for(images)):
+            maps.append(local_maps(self.model_, self.state_, images[sl]).numpy())
+            recs.append(local.reconstructions(self.model_, images[sl]).numpy())
+        if not maps:
+            return np.zeros((0, *images.shape[-2:]), np.float32), np.zeros((0, *images.shape[1:]), np.float32)
+        return np.concatenate(maps), np.concatenate(recs)
+
     def score_samples(self, X) -> np.ndarray:
         """The default score, negated: higher = more normal (scikit-learn's convention)."""
         check_is_fitted(self)
@@ -314,6 +370,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             "score_std": self.state_.std,
             "info": self.info_,
         }
+        if self.state_.banks:
+            meta["local"] = self.state_.local_meta()
         if hasattr(self, "feature_names_in_"):
             meta["feature_names"] = [str(f) for f in self.feature_names_in_]
         if getattr(self, "table_", None) is not None:  # trained on a table: its encoding rule (tables.py)
@@ -343,14 +401,20 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         tensors, meta = read_tensors(file)
         try:
             # where it was trained does not matter: it runs where it is loaded
-            cfg = update(Config(), {**meta["config"], "device": device}, source=f"{file} config").validate()
+            # format 2 (before the local detector) wrote only global models
+            saved = {"detector": "global", **meta["config"], "device": device}
+            cfg = update(Config(), saved, source=f"{file} config").validate()
             shape = tuple(int(v) for v in meta["input_shape"])
-            model = build_model(cfg, shape)
+            if cfg.detector == "local":
+                from .local import build_patch_model
+
+                model = build_patch_model(cfg, shape[0])
+            else:
+                model = build_model(cfg, shape)
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
             est = cls.from_config(cfg)
             est.config_, est.model_, est.input_shape_ = cfg, model.to(resolve_device(device)).eval(), shape
-            est.state_ = ScoreState(**{k: tensors.get(f"score.{k}") for k in ScoreState.TENSORS},
-                                    mean=dict(meta["score_mean"]), std=dict(meta["score_std"]))
+            est.state_ = ScoreState.from_saved(tensors, meta)
             est.score_, est.threshold_ = cfg.score, float(meta["threshold"])
             est.offset_, est.info_ = -est.threshold_, dict(meta.get("info", {}))
             est.created_ = meta.get("created")  # when it was saved: commands say which model they use
@@ -374,3 +438,22 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def small_data_warnings(cfg: Config, n_train: int, n_val: int, det: "AnomalyVAE") -> list[str]:
+    """What the user should know about a fit on little data: each a line saying what to do."""
+    out = []
+    least = 10 if cfg.detector == "local" else 100
+    if n_train < least:
+        out.append(f"only {n_train} normal training images: the {cfg.detector} detector wants {least} or more; "
+                   "add normal images (the threshold and scores will move as you do)")
+    need = math.ceil(1 / cfg.fpr)
+    if n_val < need:
+        out.append(f"the threshold is set on {n_val} held-out images, fewer than the {need} a {cfg.fpr:g} false-"
+                   f"positive rate needs: expect more false alarms; add normal images or raise --val-fraction")
+    if cfg.detector == "global" and cfg.input_kind == "images" and det.history_:
+        if det.history_[-1]["val_kl"] < 1.0:  # under one nat per image: the code tells images apart by little
+            out.append(f"the code carries almost no information (KL {det.history_[-1]['val_kl']:.3g} nats): "
+                       "the reconstructions are one constant picture; train longer, use more images or try "
+                       "--detector local")
+    return out

@@ -106,9 +106,14 @@ def colour_bar(height: int, vmax: float, width: int = 14) -> np.ndarray:
     return np.asarray(canvas)
 
 
+PANELS = ("input", "reconstruction", "anomaly map")
+LABEL_H = 14  # the strip above the panels that names them
+
+
 def figure(image: np.ndarray, recon: np.ndarray, amap: np.ndarray, vmax: float, caption: str = "",
-           gap: int = 4) -> np.ndarray:
-    """One RGB picture: input | reconstruction | map over the input | colour bar, and a caption below.
+           gap: int = 4, labels: bool = False) -> np.ndarray:
+    """One RGB picture: input | reconstruction | map over the input | colour bar, and a caption below; with
+    `labels`, each panel's name above it (PANELS).
 
     `image` (C, H, W) is drawn at its own size (DISPLAY bounds it); `recon` (C, S, S) and `amap` (S, S) are
     resized to it, so the map lies on the pixels it came from.
@@ -122,6 +127,12 @@ def figure(image: np.ndarray, recon: np.ndarray, amap: np.ndarray, vmax: float, 
     over = np.round((1 - ALPHA) * picture + ALPHA * heat).astype(np.uint8)
     sep = np.full((shape[0], gap, 3), 255, np.uint8)
     strip = np.concatenate([picture, sep, rec, sep, over, sep, colour_bar(shape[0], vmax)], axis=1)
+    if labels:
+        head = Image.new("RGB", (strip.shape[1], LABEL_H), (255, 255, 255))
+        draw = ImageDraw.Draw(head)
+        for k, name in enumerate(PANELS):
+            draw.text((k * (shape[1] + gap) + 2, 1), name, fill=(0, 0, 0))
+        strip = np.concatenate([np.asarray(head), strip], axis=0)
     if not caption:
         return strip
     canvas = Image.new("RGB", (strip.shape[1], strip.shape[0] + 16), (255, 255, 255))
@@ -161,9 +172,9 @@ def heatmap_name(path: str, roots: Sequence[str | os.PathLike] = ()) -> str:
 
 
 def write_flagged(det, csv: Path, out_dir: Path, roots: Sequence[str | os.PathLike] = (),
-                  chunk_size: int = 256) -> list[Path]:
-    """A picture (input | reconstruction | map | colour bar, with name and score) per row of a scores CSV
-    flagged as anomalous, drawn at the file's own resolution (bounded by DISPLAY) and named by
+                  chunk_size: int = 256, every: bool = False) -> list[Path]:
+    """A picture (input | reconstruction | map | colour bar, labelled, with name and score) per row of a scores
+    CSV flagged as anomalous (`every`: per scored row, flagged or not), drawn at the file's own resolution (bounded by DISPLAY) and named by
     `heatmap_name` relative to `roots`, the paths that were scored.
 
     Reads the CSV in chunks and re-decodes only the flagged files, so memory stays bounded for any size.
@@ -177,12 +188,13 @@ def write_flagged(det, csv: Path, out_dir: Path, roots: Sequence[str | os.PathLi
     written: list[Path] = []
     taken: set[str] = set()
     for frame in pd.read_csv(csv, chunksize=chunk_size, keep_default_na=False):
-        flagged = frame[frame["is_anomaly"].astype(str).str.lower() == "true"]
+        scored = frame[det.score_].astype(str).str.strip() != ""
+        flagged = frame[scored] if every else frame[frame["is_anomaly"].astype(str).str.lower() == "true"]
         if flagged.empty:
             continue
         paths = flagged["path"].tolist()
         images = as_nchw(np.stack([load_image(p, size, c) for p in paths]))
-        maps, recs = maps_and_recons(det.model_, images)
+        maps, recs = det.maps_and_recons(images)
         vmax = map_vmax(det, maps)
         for path, score, rec, amap in zip(paths, flagged[det.score_].astype(float), recs, maps):
             name = heatmap_name(path, roots)
@@ -192,7 +204,8 @@ def write_flagged(det, csv: Path, out_dir: Path, roots: Sequence[str | os.PathLi
                 name = f"{stem}-{n}.heatmap.png"
             taken.add(name)
             own = load_image(path, None, 3)  # the file as it is, colour where it has colour
-            caption = f"{Path(path).name}: {det.score_} {score:.3f} > threshold {det.threshold_:.3f}"
-            (out_dir / name).write_bytes(png_bytes(figure(own, rec, amap, vmax, caption)))
+            side = ">" if score > det.threshold_ else "<="
+            caption = f"{Path(path).name}: {det.score_} {score:.3f} {side} threshold {det.threshold_:.3f}"
+            (out_dir / name).write_bytes(png_bytes(figure(own, rec, amap, vmax, caption, labels=True)))
             written.append(out_dir / name)
     return written

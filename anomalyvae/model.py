@@ -167,9 +167,17 @@ def build_model(cfg: Config, shape: tuple[int, ...]) -> _VAE:
     return ConvVAE(shape, cfg.width, cfg.latent_dim, cfg.conv_hidden)
 
 
-def elbo_terms(model: _VAE, x: torch.Tensor, generator: torch.Generator | None = None, step=None):
+def elbo_terms(model: _VAE, x: torch.Tensor, generator: torch.Generator | None = None, step=None,
+               free_bits: float = 0.0):
     """Per-sample reconstruction NLL and KL for one reparameterised sample; their sum is the negative ELBO.
 
-    `step` is the module to call (the model itself, or its DistributedDataParallel wrapper under torchrun)."""
+    `step` is the module to call (the model itself, or its DistributedDataParallel wrapper under torchrun).
+    `free_bits` > 0 gives the training objective's KL instead: each latent dimension's KL, averaged over the
+    batch, counts as at least `free_bits` nats (Kingma et al. 2016, eq. 15), so no dimension is pushed to the
+    prior for nothing; the returned per-sample KL then sums the floored dimensions."""
     out, mu, logvar = (step or model)(x, generator)
-    return model.nll(out, x), kl_divergence(mu, logvar)
+    if free_bits <= 0:
+        return model.nll(out, x), kl_divergence(mu, logvar)
+    per_dim = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (N, d)
+    floored = torch.maximum(per_dim.mean(0), torch.full_like(per_dim[0], free_bits))
+    return model.nll(out, x), per_dim.sum(1) - per_dim.mean(0).sum() + floored.sum()

@@ -19,7 +19,8 @@ import torch
 from .errors import ModelDirError
 
 FORMAT = "anomalyvae-model"
-FORMAT_VERSION = 2  # 2: (C, H, W) inputs, feature vectors, Config.width
+FORMAT_VERSION = 3  # 2: (C, H, W) inputs, feature vectors, Config.width; 3: the local detector
+READS = (2, 3)  # 2 is read as a global model
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"  # training state for --resume
 META_KEY = "anomalyvae"
@@ -105,10 +106,10 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise ModelDirError(f"{path}: its metadata is not valid JSON; the file was edited or damaged") from None
     if meta.get("format") != FORMAT:
         raise ModelDirError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READS:
         raise ModelDirError(
-            f"{path}: model format version {meta.get('format_version')} but this anomalyvae reads version "
-            f"{FORMAT_VERSION}; re-train the model with this version or install the version that wrote it"
+            f"{path}: model format version {meta.get('format_version')} but this anomalyvae reads versions "
+            f"{', '.join(map(str, READS))}; re-train the model with this version or install the version that wrote it"
         )
     if header.get("sha256") != _digest(meta, tensors):
         raise ModelDirError(f"{path}: checksum mismatch, the file was modified after it was written; re-train it")
@@ -137,15 +138,16 @@ def learned(est) -> str:
     from .classes import format_classes
 
     cfg, info = est.config_, est.info_
+    kind = "local patch VAE (memory bank of normal patches)" if cfg.detector == "local" else f"{cfg.arch} VAE"
     if cfg.dataset == "folder" and cfg.train_dir:
-        what = f"{cfg.arch} VAE on the normal images in {cfg.train_dir}"
+        what = f"{kind} on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":
-        what = f"{cfg.arch} VAE on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
+        what = f"{kind} on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
     elif info.get("table"):
-        what = f"{cfg.arch} VAE on the {info.get('n_train', 0) + info.get('n_val', 0)} normal rows of {info['table']}"
+        what = f"{kind} on the {info.get('n_train', 0) + info.get('n_val', 0)} normal rows of {info['table']}"
     elif info.get("normal_classes"):
-        what = f"{cfg.arch} VAE on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
+        what = f"{kind} on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
     else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded
-        kind = "rows" if cfg.input_kind == "features" else "images"
-        what = f"{cfg.arch} VAE fitted on {info.get('n_train', '?')} {kind} (AnomalyVAE.fit)"
+        inputs = "rows" if cfg.input_kind == "features" else "images"
+        what = f"{kind} fitted on {info.get('n_train', '?')} {inputs} (AnomalyVAE.fit)"
     return what

@@ -166,8 +166,8 @@ def generate(root: str | os.PathLike, normal: str = "china", n_train: int = 300,
             rng = np.random.default_rng([seed, 3, k, i])
             img, fmt = image(rng)
             img, mask = plant(img, defect, src, other, rng)
-            _save(root / "test" / defect / f"{i:03d}", img, fmt)
-            _save(root / "ground_truth" / defect / f"{i:03d}_mask", (mask * 1.0)[..., None].repeat(3, 2), "png")
+            stem = _save(root / "test" / defect / f"{i:03d}", img, fmt).name.rsplit(".", 1)[0]
+            _save(root / "ground_truth" / defect / f"{stem}_mask", (mask * 1.0)[..., None].repeat(3, 2), "png")
     return root
 
 

@@ -35,7 +35,8 @@ def default_out(cfg: Config) -> Path:
     else:
         what = f"normal{format_classes(parse_classes(cfg.normal))}"
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{cfg.arch}-{stamp}"
+    kind = "local" if cfg.detector == "local" else cfg.arch
+    return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{kind}-{stamp}"
 
 
 def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, tracker: Tracker | None = None,
@@ -68,9 +69,9 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         raise AnomalyVAEError("--resume is not supported under torchrun; resume with a single process")
     if not distributed.is_main():
         tracker = None  # rank 0 logs for everyone
-    if cfg.epochs is None:
+    if cfg.epochs is None and cfg.detector == "global":  # the local detector counts its patches (local.py)
         cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(data.train), cfg.batch_size))
-    cfg = dataclasses.replace(cfg, channels=data.train.images.shape[1])
+    cfg = dataclasses.replace(cfg, channels=data.train.images.shape[1], image_size=data.train.images.shape[-1])
     changes = resume_check(out, cfg) if resume else {}  # before anything is written
     if resume:
         say(f"resuming {out}" + (f" with {describe_changes(changes)}" if changes else " with its own settings"))
@@ -103,6 +104,8 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
                             on_phase=say)
     if not distributed.is_main():
         return None, out
+    for warning in getattr(det, "info_", {}).get("warnings", []):
+        log(f"warning: {warning}")
     if not result.history:
         tracker.end("KILLED" if result.stopped_by else "FAILED")
         if result.diverged:
@@ -153,23 +156,24 @@ def evaluate_detector(det: AnomalyVAE, out: Path, test: TestSet | None = None, d
     run = EvaluateRun(tracker, det, test, y_true, model_dir, origin)
     try:
         images = torch.from_numpy(test.images)
-        scores = det.anomaly_scores(images, which=available(cfg.input_kind))
+        scores = det.anomaly_scores(images, which=available(cfg.input_kind, cfg.detector))
         main = scores[det.score_]
         result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
                                   **metrics.at_threshold(y_true, main, det.threshold_)}
         result["scores"] = {k: metrics.ranking(y_true, v) for k, v in scores.items()}
         result["per_class"] = metrics.per_class(test.labels, main, y_true, test.names)
         if test.masks is not None:
-            from .heatmaps import anomaly_maps
-
-            result.update(pixel_results(anomaly_maps(det.model_, images), test, result["per_class"]))
+            result.update(pixel_results(det.maps_and_recons(images)[0], test, result["per_class"]))
         result["n_test"] = int(len(y_true))
         result["n_anomalies"] = int(y_true.sum())
         result["model_dir"] = str(model_dir) if model_dir else None
         artifacts = plots.curves(y_true, scores, out, det.score_)
         artifacts.append(plots.histogram(y_true.astype(int), main, det.threshold_, out, det.score_))
         order = np.argsort(-main)  # the most anomalous test images first
-        artifacts.append(plots.reconstruction_grid(det.model_, images[torch.from_numpy(order[:16].copy())], out))
+        artifacts.append(plots.reconstruction_grid(det, images[torch.from_numpy(order[:16].copy())], out))
+        from .sampling import sample_grid  # what the model thinks is normal, beside what it made of the test set
+
+        artifacts.append(sample_grid(det, out / "samples.png"))
         artifacts.append(report.write(out, result, det, images, test.labels, main, artifacts[:3], names=test.names,
                                       paths=test.paths))
         (out / "metrics.json").write_text(json.dumps(result, indent=2))

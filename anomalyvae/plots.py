@@ -60,14 +60,12 @@ def histogram(y_true: np.ndarray, scores: np.ndarray, threshold: float, out: Pat
 
 
 @torch.inference_mode()
-def reconstruction_grid(model, images: torch.Tensor, out: Path, n: int = 16) -> Path:
-    """Top row: inputs; bottom row: their reconstructions at z = mu."""
+def reconstruction_grid(det, images: torch.Tensor, out: Path, n: int = 16) -> Path:
+    """Top row: inputs; bottom row: their reconstructions at z = mu (the local detector: patch by patch)."""
     from torchvision.utils import save_image
 
-    from .scoring import reconstruct
-
-    recs, _ = reconstruct(model, images[:n])
-    x = model.prepare(images[:n]).cpu()
+    recs = torch.from_numpy(det.maps_and_recons(images[:n])[1])
+    x = images[:n].float() / 255.0 if images.dtype == torch.uint8 else images[:n].float()
     path = out / "reconstructions.png"
     save_image(torch.cat([x, recs]), path, nrow=len(x), padding=2, pad_value=0.5)
     return path

@@ -33,25 +33,35 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
     ScoreInfo("xknn", "mean distance from the standardised input to its k nearest normal training rows (a memory "
               "bank): the nearest-neighbour detector in the model's input space", needs=("rows",),
               features_only=True),
+    ScoreInfo("local", "local detector: the anomaly map's maximum, where a pixel's value is the distance from the "
+              "codes of the patches around it to their nearest normal patch codes (memory bank), over scales",
+              needs=("bank",), image_only=True),
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",
               needs=("normalisation",)),
 )}
 NAMES: tuple[str, ...] = tuple(SCORES)
-COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n != "combined")
+LOCAL: tuple[str, ...] = ("local",)  # what the local detector computes; the global detector, all the others
+COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n not in ("combined", *LOCAL))
 
 
-def available(input_kind: str) -> tuple[str, ...]:
-    """The scores that exist for 'images' or 'features' input."""
-    return tuple(n for n in NAMES if not (SCORES[n].image_only if input_kind == "features" else SCORES[n].features_only))
+def available(input_kind: str, detector: str = "global") -> tuple[str, ...]:
+    """The scores that exist for 'images' or 'features' input, for the 'global' or the 'local' detector."""
+    if detector == "local":
+        return LOCAL
+    return tuple(n for n in NAMES if n not in LOCAL
+                 and not (SCORES[n].image_only if input_kind == "features" else SCORES[n].features_only))
 
 
-def check(names, input_kind: str = "images", what: str = "score") -> list[str]:
+def check(names, input_kind: str = "images", what: str = "score", detector: str = "global") -> list[str]:
     """Validate score names for an input kind; a clear error names the bad one and the choices."""
     names = list(names)
-    ok = available(input_kind)
+    ok = available(input_kind, detector)
     for n in names:
         if n not in SCORES:
             raise InvalidInput(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
+        if detector == "local" and n not in ok:
+            raise InvalidInput(f"{what} {n!r} is not computed by the local detector; it scores with "
+                               f"{', '.join(ok)} (or train with --detector global)")
         if n not in ok and SCORES[n].features_only:
             raise InvalidInput(f"{what} {n!r} is for feature vectors; for images choose from {', '.join(ok)}")
         if n not in ok:

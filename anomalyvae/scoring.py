@@ -53,6 +53,12 @@ class ScoreState:
     row_centroids: torch.Tensor | None = None  # their memory bank's IVF lists; None: searched exactly
     mean: dict[str, float] = field(default_factory=dict)  # per score, on held-out normal data
     std: dict[str, float] = field(default_factory=dict)
+    # the local detector (local.py): a memory bank of normal patch codes per pyramid scale, and each scale's
+    # novelty mean and standard deviation over the held-out normal images' pixels
+    banks: list = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    map_mean: list[float] = field(default_factory=list)
+    map_std: list[float] = field(default_factory=list)
     # built from `codes` when first needed, never saved; shared by the copies `to` makes, so a model builds
     # its search index once however many times it scores
     indexes: dict = field(default_factory=dict, repr=False, compare=False)
@@ -62,7 +68,8 @@ class ScoreState:
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "ScoreState":
         """A copy whose tensors live on `device` (as `dtype`), for scoring on the model's device."""
         moved = {k: None if getattr(self, k) is None else getattr(self, k).to(device, dtype) for k in self.TENSORS}
-        return ScoreState(**moved, mean=self.mean, std=self.std, indexes=self.indexes)
+        return ScoreState(**moved, mean=self.mean, std=self.std, indexes=self.indexes, banks=self.banks,
+                          scales=self.scales, map_mean=self.map_mean, map_std=self.map_std)
 
     def knn_index(self, k: int):
         """The nearest-neighbour search over `codes` (knn.KnnIndex: faiss IVF for large code sets)."""
@@ -83,11 +90,31 @@ class ScoreState:
         return self.indexes[key]
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k).contiguous() for k in self.TENSORS if getattr(self, k) is not None}
+        out = {k: getattr(self, k).contiguous() for k in self.TENSORS if getattr(self, k) is not None}
+        for i, bank in enumerate(self.banks):
+            out[f"bank{i}"] = bank.codes.contiguous()
+            if bank.centroids is not None:
+                out[f"bank{i}_centroids"] = bank.centroids.contiguous()
+        return out
+
+    def local_meta(self) -> dict:
+        """What the model file's metadata keeps of the local detector (the banks are tensors)."""
+        return {"scales": self.scales, "map_mean": self.map_mean, "map_std": self.map_std} if self.banks else {}
+
+    @classmethod
+    def from_saved(cls, tensors: dict[str, torch.Tensor], meta: dict) -> "ScoreState":
+        from .memory import MemoryBank
+
+        local = meta.get("local") or {}
+        banks = [MemoryBank(tensors[f"score.bank{i}"], tensors.get(f"score.bank{i}_centroids"))
+                 for i in range(len(local.get("scales", [])))]
+        return cls(**{k: tensors.get(f"score.{k}") for k in cls.TENSORS}, mean=dict(meta["score_mean"]),
+                   std=dict(meta["score_std"]), banks=banks, scales=list(local.get("scales", [])),
+                   map_mean=list(local.get("map_mean", [])), map_std=list(local.get("map_std", [])))
 
     def has(self, need: str) -> bool:
         return {"mixture": self.gmm_means is not None, "codes": self.codes is not None,
-                "normalisation": bool(self.mean), "rows": self.rows is not None}[need]
+                "normalisation": bool(self.mean), "rows": self.rows is not None, "bank": bool(self.banks)}[need]
 
 
 def fit_latent(mu: torch.Tensor, components: int, seed: int) -> ScoreState:
@@ -149,6 +176,7 @@ class Pass:
     state: ScoreState
     cfg: Config
     precision: str
+    raw: torch.Tensor | None = None  # the batch as given: the local detector cuts its own patches from it
     done: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def get(self, name: str) -> torch.Tensor:
@@ -237,8 +265,16 @@ COMPUTE: dict[str, Callable[[Pass], torch.Tensor]] = {
     # searched in float32 whatever the model's precision: float64 distances made an exact search 10x slower
     "xknn": lambda p: p.state.row_bank().distance(p.x.float(), p.cfg.knn_k).to(p.x.dtype),
     "combined": _combined,
+    "local": lambda p: local_maps(p.model, p.state, p.raw).flatten(1).amax(1),
 }
 INPUT_ONLY = {"xknn", "combined"}  # scores computed from the prepared input alone (combined: of such parts)
+
+
+def local_maps(model, state: ScoreState, raw: torch.Tensor) -> torch.Tensor:
+    """The local detector's anomaly maps (N, S, S) of raw images (local.anomaly_maps)."""
+    from . import local
+
+    return local.anomaly_maps(model, state.banks, state.scales, state.map_mean, state.map_std, raw, MAP_SIGMA)
 assert set(COMPUTE) == set(SCORES), "scoring.COMPUTE and scores.SCORES must name the same scores"
 
 
@@ -246,7 +282,7 @@ def check_computable(which, state: ScoreState, cfg: Config) -> None:
     """A score whose fitted state is missing is an error, never silently left out."""
     from .scores import check
 
-    check(which, cfg.input_kind)
+    check(which, cfg.input_kind, detector=cfg.detector)
     for name in which:
         parts = cfg.combine_parts() if name == "combined" else []
         for n in [name, *parts]:
@@ -260,6 +296,9 @@ def check_computable(which, state: ScoreState, cfg: Config) -> None:
 def score_batch(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which, precision: str = "float32"):
     """Scores of one batch of raw inputs as float tensors on the model's device, keyed by score name;
     `state` must be on that device too (ScoreState.to). Under "bfloat16" only the network runs in bfloat16."""
+    if cfg.detector == "local":
+        p = Pass(model, raw, raw, raw, raw, state, cfg, precision, raw=raw)
+        return {name: as_float(p.get(name)) for name in which}
     x = model.prepare(raw)
     parts = set(which) | (set(cfg.combine_parts()) if "combined" in which else set())
     if parts <= INPUT_ONLY:  # the table default: no network pass (on 100,000 rows it was 4x the search's time)

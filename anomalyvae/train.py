@@ -144,14 +144,15 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
         while st.epoch < cfg.epochs and st.bad_epochs <= cfg.patience and not diverged:
             t0 = time.perf_counter()
             model.train()
-            beta = min(1.0, (st.epoch + 1) / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs else 1.0
+            beta = (cfg.beta if cfg.beta is not None else 1.0) * (
+                min(1.0, (st.epoch + 1) / cfg.kl_warmup_epochs) if cfg.kl_warmup_epochs else 1.0)
             order = torch.randperm(n, generator=gen).to(dev)
             sums = [0.0, 0.0]
             for i in range(steps):
                 # index_select on rows: 13 us a batch here, where fancy indexing of (N, H, W) took 150 us
                 x = model.prepare(flat.index_select(0, order[i * cfg.batch_size:(i + 1) * cfg.batch_size]).view(-1, *shape))
                 with autocast(precision, dev):
-                    rec, kl = elbo_terms(model, x, step=step)
+                    rec, kl = elbo_terms(model, x, step=step, free_bits=cfg.free_bits)
                 rec, kl = rec.sum(), kl.sum()
                 loss = (rec + beta * kl) / len(x)
                 # one tensor -> Python transfer per step instead of a check, a stack and an accumulate

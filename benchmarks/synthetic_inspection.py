@@ -194,7 +194,7 @@ def picture(colour: dict, grey: dict, root: Path, path: Path) -> None:
         for run_ in (colour, grey):
             det = AnomalyVAE.load(run_["model_dir"], "cpu")
             x = torch.from_numpy(load_image(f, det.input_shape_[-1], det.input_shape_[0])[None].copy())
-            maps, recs = heatmaps.maps_and_recons(det.model_, x)
+            maps, recs = det.maps_and_recons(x)
             score = det.anomaly_scores(x, which=["peak"])["peak"][0]
             name = f"colour {det.input_shape_[-1]} px" if run_ is colour else "grey 28 px"
             rows.append(heatmaps.figure(load_image(f, None, 3), recs[0], maps[0], heatmaps.map_vmax(det, maps),

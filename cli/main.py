@@ -21,7 +21,7 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from anomalyvae import __version__
-from anomalyvae.config import ARCHS, DATASETS, IDX_DATASETS, Config
+from anomalyvae.config import ARCHS, AUTO_IMAGE_CAP, DATASETS, DETECTORS, IDX_DATASETS, Config
 from anomalyvae.resume import MAY_CHANGE
 from anomalyvae.scores import NAMES as SCORE_NAMES
 
@@ -212,7 +212,13 @@ def train(
     channels: Optional[int] = typer.Option(None, "--channels", metavar="1|3", help=_help(
         "Image channels: 1 (grey) or 3 (RGB).", "3 if any training image is colour, else 1")),
     image_size: Optional[int] = typer.Option(None, "--image-size", metavar="N", help=_help(
-        "Images are resized to NxN (aspect ratio not kept, as torchvision's Resize((N, N))).", Config.image_size)),
+        "Images are resized to NxN (aspect ratio not kept, as torchvision's Resize((N, N))).",
+        f"28 for mnist / fashion-mnist; folders: their images' median shorter side, a multiple of 8, at most "
+        f"{AUTO_IMAGE_CAP}")),
+    detector: Optional[str] = typer.Option(None, "--detector", metavar="KIND", help=_help(
+        " | ".join(DETECTORS) + ": global is one VAE of whole images; local a VAE of image patches with a memory "
+        "bank of their normal codes (photos, inspection images); auto is local for mvtec / folder, else global.",
+        Config.detector)),
     arch: Optional[str] = typer.Option(None, "--arch", metavar="ARCH", help=_help(
         "Architecture: " + " | ".join(ARCHS) + "; auto is conv for images of side >= 16, else mlp.", Config.arch)),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", metavar="N", help=_help(
@@ -220,6 +226,11 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="N", help=_help(
         "Training images per optimiser step.", Config.batch_size)),
     lr: Optional[float] = typer.Option(None, "--lr", metavar="X", help=_help("Adam learning rate.", Config.lr)),
+    beta: Optional[float] = typer.Option(None, "--beta", metavar="X", help=_help(
+        "Weight of the KL term (beta-VAE).", "1")),
+    free_bits: Optional[float] = typer.Option(None, "--free-bits", metavar="X", help=_help(
+        "Nats per latent dimension below which KL is not penalised (against posterior collapse).",
+        Config.free_bits)),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help=_help(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
@@ -255,13 +266,14 @@ def train(
         console.quiet = err.quiet = True
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     if table is not None or exclude_columns is not None:
-        return _train_table(table, exclude_columns, dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                            fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri),
+        return _train_table(table, exclude_columns, dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
+                            beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, score=score, limit=limit,
+                            device=device, tracking_uri=tracking_uri),
                             config, out, register, no_tracking, image_flags=dict(
                                 dataset=dataset, normal=normal, data_dir=data_dir, train_dir=train_dir,
-                                channels=channels, image_size=image_size, resume=resume or None))
+                                channels=channels, image_size=image_size, detector=detector, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
-                 channels=channels, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
@@ -306,7 +318,8 @@ def train(
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
     info = det.info_
-    console.print(f"trained {cfg.arch} on {info['n_train']} images in {info['train_seconds']:.1f}s "
+    what = "the local detector" if cfg.detector == "local" else cfg.arch
+    console.print(f"trained {what} on {info['n_train']} images in {info['train_seconds']:.1f}s "
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
                   f"'{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} held-out normal images",
                   highlight=False)
@@ -346,6 +359,33 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     if tracker.model_uri:
         console.print(f"MLflow model: runs:/{tracker.run_id}/{tracker.model_name}", highlight=False)
     console.print(f"model: {model_dir}", highlight=False)
+
+
+@app.command(cls=_Command)
+def sample(
+    model: Optional[str] = ModelOpt,
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", metavar="FILE", help="The grid, a PNG."),
+    n: int = typer.Option(64, "--n", metavar="N", help="How many samples (8 a row)."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seeds the codes drawn from the prior."),
+    tracking_uri: Optional[str] = TrackingOpt,
+    device: Optional[str] = DeviceOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """What the model thinks is normal: a grid decoded from codes drawn from the prior N(0, I)."""
+    from anomalyvae.preflight import check_model
+
+    _set_debug(debug)
+    _check_device(device)
+    check_model(model)
+    if n < 1:
+        from anomalyvae.errors import InvalidInput
+
+        raise InvalidInput(f"--n is {n}; ask for at least one sample")
+    from anomalyvae.sampling import sample_grid
+
+    det, _ = _load(model, tracking_uri, _device(device))
+    what = "patches" if det.config_.detector == "local" else "images"
+    console.print(f"{n} {what} from the prior -> {sample_grid(det, out, n, seed)}", highlight=False)
 
 
 def _aborted(out: Path) -> Optional[str]:
@@ -461,6 +501,7 @@ def score(
     heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", metavar="DIR", help=_help(
         "Write a PNG of each flagged image here: input | reconstruction | anomaly map over the input | colour "
         "bar, with its score.", "none")),
+    every: bool = _flag("--all", "With --heatmaps: a picture of every scored image, flagged or not."),
     device: Optional[str] = DeviceOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -472,6 +513,10 @@ def score(
     _check_device(device)
     check_paths(paths)  # a typo is reported before torch is imported and a model is loaded
     check_model(model)
+    if every and heatmaps is None:
+        from anomalyvae.errors import InvalidInput
+
+        raise InvalidInput("--all says which images get heat maps; add --heatmaps DIR to write them")
     if any(Path(p).suffix.lower() in (".csv", ".parquet", ".pq") for p in paths):
         return _score_table(paths, model, out, top, tracking_uri, device)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -509,7 +554,7 @@ def score(
     if heatmaps is not None:
         from anomalyvae.heatmaps import write_flagged
 
-        maps = write_flagged(det, out, heatmaps, roots=paths)
+        maps = write_flagged(det, out, heatmaps, roots=paths, every=every)
         console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
     console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)

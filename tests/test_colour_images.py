@@ -52,7 +52,8 @@ def test_evaluate_uses_the_trained_root_and_reports_pixel_metrics(root, colour_m
     assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n_test"] == 6 + 3 * len(synthetic.DEFECTS) and m["n_anomalies"] == 12
-    assert out.startswith(f"model {colour_model}: conv VAE on the MVTec-AD folder {root} (train/good), ")
+    assert out.startswith(f"model {colour_model}: local patch VAE (memory bank of normal patches) on the MVTec-AD "
+                          f"folder {root} (train/good), ")
     assert 0 <= m["pixel_auroc"] <= 1 and 0 <= m["pixel_aupro"] <= 1
     rows = {r["class"]: r for r in m["per_class"]}
     assert set(rows) == {"good", *synthetic.DEFECTS}
@@ -70,7 +71,8 @@ def test_an_mvtec_root_without_train_good_is_one_line_naming_the_layout(cli, tmp
 
 
 def test_an_image_size_the_network_cannot_take_says_which_sizes_work(root, cli):
-    code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", root, "--image-size", "100", "--no-tracking")
+    code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", root, "--image-size", "100", "--detector",
+                         "global", "--no-tracking")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "image_size 100" in err and "96" in err and "128" in err
 
@@ -118,7 +120,7 @@ def test_scoring_grey_files_with_a_colour_model_converts_them_and_says_so_once(c
 
 
 def test_heatmaps_are_drawn_at_the_inputs_resolution_in_colour(colour_model, root, cli, tmp_path):
-    from anomalyvae.heatmaps import display_shape
+    from anomalyvae.heatmaps import LABEL_H, display_shape
 
     code, out, err = cli("score", root / "test" / "colour", "--model", colour_model, "--out", tmp_path / "s.csv",
                          "--heatmaps", tmp_path / "maps")
@@ -127,8 +129,8 @@ def test_heatmaps_are_drawn_at_the_inputs_resolution_in_colour(colour_model, roo
     assert pictures, "no image was flagged"
     pic = np.asarray(Image.open(pictures[0]))
     h, w = display_shape((48, 48))  # the 48 px file, not the 32 px model input
-    assert pic.ndim == 3 and pic.shape[2] == 3 and pic.shape[0] == h + 16  # the caption line below
-    image, overlay = pic[:h, :w], pic[:h, 2 * (w + 4):3 * w + 8]
+    assert pic.ndim == 3 and pic.shape[2] == 3 and pic.shape[0] == LABEL_H + h + 16  # labels above, caption below
+    image, overlay = pic[LABEL_H:LABEL_H + h, :w], pic[LABEL_H:LABEL_H + h, 2 * (w + 4):3 * w + 8]
     assert (image[..., 0] != image[..., 2]).any()  # the input is drawn in colour
     assert not np.array_equal(image, overlay)  # and the map over it
 
@@ -185,7 +187,7 @@ def test_pixel_metrics_reach_mlflow(colour_model, cli, tmp_path):
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.search_runs([client.get_experiment_by_name("anomalyvae").experiment_id])[0]
     keys = set(run.data.metrics)
-    assert {"pixel_auroc", "pixel_aupro", "peak_auroc"} <= keys
+    assert {"pixel_auroc", "pixel_aupro", "local_auroc"} <= keys
     assert {f"pixel_aupro_class_{d}" for d in synthetic.DEFECTS} <= keys  # per defect, by its folder's name
 
 
