@@ -96,3 +96,24 @@ def test_explain_of_images_points_to_the_anomaly_map():
     est = AnomalyVAE(epochs=1, random_state=0, threads=1).fit(imgs)
     with pytest.raises(InvalidInput, match="anomaly map"):
         est.explain(imgs)
+
+
+def test_a_never_negative_right_skewed_column_is_read_on_a_log_scale():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"amount": rng.lognormal(3, 1, 300), "signed": rng.normal(size=300) ** 3,
+                      "plain": rng.normal(size=300)})
+    est = AnomalyVAE(epochs=2, random_state=0, threads=1).fit(X)
+    assert est.model_.x_log.tolist() == [1.0, 0.0, 0.0]
+    x = est.model_.prepare(torch.tensor([[np.e - 1, 0.0, 0.0]], dtype=torch.float32))
+    assert float(x[0, 0]) == pytest.approx((1.0 - float(est.model_.x_mean[0])) / float(est.model_.x_std[0]), rel=1e-5)
+
+
+def test_a_table_model_saved_before_the_log_rule_loads_with_no_log_columns(fitted, tmp_path):
+    from anomalyvae.modeldir import MODEL_FILE, read_tensors, write_tensors
+
+    fitted.save(tmp_path / "m")
+    tensors, meta = read_tensors(tmp_path / "m" / MODEL_FILE)
+    del tensors["model.x_log"]
+    write_tensors(tmp_path / "m" / MODEL_FILE, tensors, meta)
+    loaded = AnomalyVAE.load(tmp_path / "m")
+    assert loaded.model_.x_log.sum() == 0
