@@ -197,18 +197,23 @@ def test_input(test, y_true, normal: list[int], origin: TestOrigin) -> DataRef:
                    list(test.images.shape[1:]), str(test.images.dtype).replace("torch.", ""))
 
 
+def kind(cfg) -> str:
+    """What names call the model: 'local' for the local detector, else its architecture ('conv', 'mlp')."""
+    return "local" if cfg.detector == "local" else cfg.arch
+
+
 def model_name(cfg) -> str:
     """The logged model's name, by what it learned as the runs are: 'mnist-normal-0-8-conv',
     'folder-screws-train-conv' (MLflow takes letters, digits, '-' and '_' in a LoggedModel's name)."""
     what = normal_words(cfg).replace(",", "_")
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{cfg.dataset}-{what}-{cfg.arch}").strip("-")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{cfg.dataset}-{what}-{kind(cfg)}").strip("-")
 
 
 def train_run_name(cfg, model_dir: str | Path | None = None) -> str:
     """e.g. 'train mnist normal 0-8 conv, limit 300, seed 1 -> small': what was learned, then what tells
     repeated trainings of it apart: a partial dataset, another seed, and the model folder (its time stamp
     for the default folder name)."""
-    name = f"train {cfg.dataset} {normal_words(cfg)} {cfg.arch}"
+    name = f"train {cfg.dataset} {normal_words(cfg)} {kind(cfg)}"
     if cfg.limit is not None:
         name += f", limit {cfg.limit}"
     if cfg.seed != 0:
@@ -227,14 +232,15 @@ def train_description(cfg, n_train: int, n_val: int, model_dir: Path) -> str:
         what = f"the MVTec-AD folder `{cfg.resolved_data_dir()}` (its train/good images)"
     else:
         what = f"{cfg.dataset} classes {format_classes(parse_classes(cfg.normal))}"
-    return (f"Trains a {cfg.arch} VAE on {what}: {n_train:,} normal images, {n_val:,} more held out for early "
+    model = "local (patch VAE + memory bank)" if cfg.detector == "local" else f"{cfg.arch} VAE"
+    return (f"Trains a {model} on {what}: {n_train:,} normal images, {n_val:,} more held out for early "
             f"stopping and the threshold (target false-positive rate {cfg.fpr}). Default score `{cfg.score}`. "
             f"Model directory: `{model_dir}`.")
 
 
 def evaluate_run_name(cfg, anomaly: str, auroc: float | None = None) -> str:
     """e.g. 'evaluate mnist normal 0-8 conv on digit 9: AUROC 0.80'."""
-    head = f"evaluate {cfg.dataset} {normal_words(cfg)} {cfg.arch} on {anomaly}"
+    head = f"evaluate {cfg.dataset} {normal_words(cfg)} {kind(cfg)} on {anomaly}"
     return head if auroc is None else f"{head}: AUROC {auroc:.2f}"
 
 

@@ -35,8 +35,7 @@ def default_out(cfg: Config) -> Path:
     else:
         what = f"normal{format_classes(parse_classes(cfg.normal))}"
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    kind = "local" if cfg.detector == "local" else cfg.arch
-    return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{kind}-{stamp}"
+    return Path("models") / f"{cfg.dataset}-{what.replace(',', '_')}-{lineage.kind(cfg)}-{stamp}"
 
 
 def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, tracker: Tracker | None = None,

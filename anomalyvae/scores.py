@@ -62,6 +62,9 @@ def check(names, input_kind: str = "images", what: str = "score", detector: str 
         if detector == "local" and n not in ok:
             raise InvalidInput(f"{what} {n!r} is not computed by the local detector; it scores with "
                                f"{', '.join(ok)} (or train with --detector global)")
+        if n in LOCAL and detector != "local":
+            raise InvalidInput(f"{what} {n!r} is not computed by the global detector; train with "
+                               "--detector local to get it")
         if n not in ok and SCORES[n].features_only:
             raise InvalidInput(f"{what} {n!r} is for feature vectors; for images choose from {', '.join(ok)}")
         if n not in ok:

@@ -113,6 +113,8 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     from anomalyvae.config import Config
     from anomalyvae.model import build_model, elbo_terms
     from anomalyvae.scores import available
+
+    NAMES = available("images", "global")  # the local detector scores on the CPU path of test_local.py
     from anomalyvae.scoring import ScoreState, encode_mu, score_batch
 
     cfg = Config(arch="conv").validate()
@@ -120,14 +122,14 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     fake = mode.from_tensor
     state = ScoreState(gmm_log_weights=fake(torch.zeros(3)), gmm_means=fake(torch.zeros(3, 16)),
                        gmm_prec_chol=fake(torch.eye(16).repeat(3, 1, 1)), codes=fake(torch.randn(100, 16)),
-                       mean=dict.fromkeys(available("images"), 0.0), std=dict.fromkeys(available("images"), 1.0))
+                       mean=dict.fromkeys(NAMES, 0.0), std=dict.fromkeys(NAMES, 1.0))
     images = fake(torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8))
     gpu = torch.device("cuda", 0)
     with mode:
         with gpu:
             model = build_model(cfg, (1, 28, 28))
-        out = score_batch(model, images, state.to(gpu), cfg, available("images"))
-        assert set(out) == set(available("images")) and {v.device for v in out.values()} == {gpu}
+        out = score_batch(model, images, state.to(gpu), cfg, NAMES)
+        assert set(out) == set(NAMES) and {v.device for v in out.values()} == {gpu}
         rec, kl = elbo_terms(model, model.prepare(images), step=distributed.wrap(model, gpu))  # the training pass
         assert rec.device == kl.device == gpu
         rec, kl = elbo_terms(model, model.prepare(images), torch.Generator().manual_seed(0))  # validation

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from anomalyvae import AnomalyVAE
-from anomalyvae.scores import available
+from anomalyvae.scores import NAMES
 
 
 @parametrize_with_checks([AnomalyVAE(random_state=0, threads=1)])
@@ -78,10 +78,15 @@ def test_the_sign_conventions_are_scikit_learns(image_model):
 
 
 def test_every_named_score_is_available_through_one_method(image_model):
+    from anomalyvae.scores import available
+
     est, imgs, _ = image_model
-    names = available("images")  # every score but xknn, which is for feature vectors
+    names = available("images", "global")  # the global detector's; the local one's are in test_local.py
     got = est.anomaly_scores(imgs[:4], which=names)
     assert list(got) == list(names) and all(v.shape == (4,) and np.isfinite(v).all() for v in got.values())
+    assert set(names) | {"local", "xknn"} == set(NAMES)  # xknn: feature vectors only
+    with pytest.raises(ValueError, match="not computed by the global detector"):
+        est.anomaly_scores(imgs[:4], which=["local"])
     with pytest.raises(ValueError, match="unknown score 'nope'.*recon"):
         est.anomaly_scores(imgs[:4], which=["nope"])
 

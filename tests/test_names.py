@@ -12,9 +12,9 @@ from anomalyvae.lineage import model_name, train_run_name
 
 def test_a_flat_folder_run_is_named_by_its_folder_and_the_one_above_a_generic_name(tmp_path):
     assert train_run_name(make_config(dataset="folder", train_dir=str(tmp_path / "screws" / "train"))) == \
-        "train folder screws/train conv"
+        "train folder screws/train local"
     assert train_run_name(make_config(dataset="folder", train_dir=str(tmp_path / "screws"))) == \
-        "train folder screws conv"
+        "train folder screws local"
 
 
 def test_repeated_trainings_of_one_task_get_run_names_that_tell_them_apart():
@@ -31,7 +31,7 @@ def test_a_logged_model_is_named_by_what_it_learned_not_detector(tmp_path):
     assert model_name(make_config(normal="0-8")) == "mnist-normal-0-8-conv"
     assert model_name(make_config(dataset="fashion-mnist", normal="0,2", arch="mlp")) == "fashion-mnist-normal-0_2-mlp"
     assert model_name(make_config(dataset="folder", train_dir=str(tmp_path / "screws.v2" / "train"))) == \
-        "folder-screws-v2-train-conv"
+        "folder-screws-v2-train-local"
 
 
 def test_the_report_of_a_folder_model_names_its_folder_not_normal_classes(tiny_detector, tmp_path):

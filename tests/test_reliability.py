@@ -174,8 +174,8 @@ def nan_loss_from_step(monkeypatch, first_bad_step: int) -> None:
 
     real, calls = train_module.elbo_terms, [0]
 
-    def elbo_terms(model, x, generator=None, step=None):
-        rec, kl = real(model, x, generator, step)
+    def elbo_terms(model, x, generator=None, step=None, **kw):
+        rec, kl = real(model, x, generator, step, **kw)
         if model.training:
             calls[0] += 1
             if calls[0] >= first_bad_step:

@@ -106,14 +106,16 @@ def test_write_flagged_names_each_strip_and_adds_its_score_and_a_colour_bar(tiny
     strips = {p.name: np.asarray(Image.open(p).convert("RGB")) for p in written}
     h = heatmaps.display_shape((28, 28))[0]  # 28 px digits drawn enlarged
     a, b = strips["a.png.heatmap.png"], strips["sub__b.png.heatmap.png"]
-    assert a.shape[0] > h + 10 and a.shape[1] > 3 * h  # input | reconstruction | map, then a caption under it
-    band_a, band_b = a[h:], b[h:]
+    top = heatmaps.LABEL_H  # the panels' names above them
+    assert a.shape[0] > top + h + 10 and a.shape[1] > 3 * h  # input | reconstruction | map, then a caption
+    assert (a[:top].min(axis=2) < 100).any()  # the names: dark text on white
+    band_a, band_b = a[top + h:], b[top + h:]
     assert not np.array_equal(band_a, band_b)  # the caption differs: a.png 1.500 vs b.png 22.250
     assert (band_a.min(axis=2) < 100).any()  # dark text on white
     from matplotlib import colormaps
 
     ends = (np.array([colormaps["inferno"](v)[:3] for v in (0.0, 1.0)]) * 255).round()
-    bar = a[:h, 3 * h:]  # right of the three panels
+    bar = a[top:top + h, 3 * h:]  # right of the three panels
     for colour in ends:  # the colour bar's two ends: inferno at 0 and at the top of the scale
         assert (np.abs(bar.astype(int) - colour).max(axis=2) <= 3).any()
 
