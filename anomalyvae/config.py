@@ -17,7 +17,7 @@ MAX_IMAGE_SIZE = 1024  # 300 RGB training images of 1024 px already hold 0.9 GB 
 ARCHS = ("auto", "conv", "mlp")  # auto: conv for images of side >= 16, else mlp
 INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
-DEFAULT_COMBINE = {"images": "blur,knn,latent", "features": "elbo,knn"}  # measured: benchmarks/tabular.py
+DEFAULT_COMBINE = {"images": "blur,knn,latent", "features": "xknn"}  # measured: benchmarks/tabular.py
 # global: one VAE of whole inputs (class datasets, tables); local: a VAE of image patches with a memory bank
 # of their normal codes (local.py), the default for folders of photos, where a whole-image VAE learns their mean
 DETECTORS = ("auto", "global", "local")
@@ -69,7 +69,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps: auto takes a CUDA GPU when there is one (device.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use
-    combine: str | None = None  # the z-scored components "combined" sums; None: blur,knn,latent (features: elbo,knn)
+    combine: str | None = None  # the z-scored components "combined" sums; None: blur,knn,latent (features: xknn)
     iwae_samples: int = 16
     latent_components: int = 10  # Gaussian mixture over mu of the normal data
     knn_k: int = 5
@@ -199,6 +199,20 @@ def auto_epochs(n_train: int, batch_size: int, steps: int = 2300, lo: int = 6, h
     normal data is nine MNIST digits (6 epochs) or one (30 epochs, the cap)."""
     per_epoch = max(1, -(-n_train // batch_size))
     return max(lo, min(hi, -(-steps // per_epoch)))
+
+
+FEATURE_STEPS = 2000  # optimiser steps for feature vectors, whatever the table's size
+FEATURE_PATIENCE_STEPS = 400  # early stopping's patience for feature vectors, in steps
+EPOCH_STEPS = 20  # a small table's rows are repeated until an epoch (one validation) holds this many steps
+
+
+def feature_schedule(n_train: int, batch_size: int, patience: int) -> tuple[int, int, int]:
+    """(epochs, patience, repeats) for feature vectors, counted in optimiser steps: a table of 250 rows has 2
+    steps an epoch, so 30 epochs were 60 steps and a patience of 5 epochs stopped it on noise after 10. Its
+    rows are repeated `repeats` times per epoch, so that 2,000 steps are 100 validations, not 1,000."""
+    repeats = max(1, EPOCH_STEPS * batch_size // max(1, n_train))
+    per_epoch = max(1, -(-n_train * repeats // batch_size))
+    return -(-FEATURE_STEPS // per_epoch), max(patience, -(-FEATURE_PATIENCE_STEPS // per_epoch)), repeats
 
 
 # PyYAML follows YAML 1.1, where a float needs a dot: `1e-3` is read as the string "1e-3"

@@ -63,6 +63,17 @@ class KnnIndex:
             self.ivf.add(x)
             self.ivf.nprobe = probe
 
+    def nearest(self, mu: torch.Tensor) -> torch.Tensor:
+        """(N, d) codes -> (N, k) indices of their k nearest normal codes (-1 where an IVF search found fewer)."""
+        if self.ivf is None:
+            codes = self.codes.to(mu.device, mu.dtype)
+            return torch.cat([torch.cdist(mu[s:s + 256], codes).topk(self.k, dim=1, largest=False).indices
+                              for s in range(0, len(mu), 256)])
+        import faiss
+
+        faiss.omp_set_num_threads(torch.get_num_threads())
+        return torch.from_numpy(self.ivf.search(_numpy(mu), self.k)[1]).to(mu.device)
+
     def mean_distance(self, mu: torch.Tensor) -> torch.Tensor:
         """(N, d) codes -> (N,) mean distance to the k nearest normal codes, on mu's device and dtype."""
         if self.ivf is None:

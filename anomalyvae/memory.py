@@ -73,10 +73,17 @@ class MemoryBank:
     def distance(self, q: torch.Tensor, k: int = 1, probe: int | None = None) -> torch.Tensor:
         """(N, d) queries -> (N,) mean Euclidean distance to their k nearest codes in the bank; `probe`: lists
         scanned per query where the bank is searched through IVF lists (knn.PROBE when None)."""
+        return self._index(q, k, probe).mean_distance(q)
+
+    def nearest(self, q: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """(N, d) queries -> (N, k) rows of `codes` nearest to each (-1: none found, large banks only)."""
+        return self._index(q, k).nearest(q)
+
+    def _index(self, q: torch.Tensor, k: int, probe: int | None = None):
         from .knn import PROBE, KnnIndex
 
         key = (k, q.device, q.dtype, probe)
         if key not in self.indexes:
             self.indexes[key] = KnnIndex(self.codes.to(q.device, q.dtype), k, probe=probe or PROBE,
                                          centroids=self.centroids)
-        return self.indexes[key].mean_distance(q)
+        return self.indexes[key]

@@ -4,7 +4,9 @@ The MLflow model holds no pickle: its code is `pyfunc_code.py` (MLflow's "models
 artifact is a model directory (model.safetensors + model.json), loaded with `AnomalyVAE.load` as data.
 Input: uint8 pixels, one flattened image_size x image_size image per row (a numpy array, a DataFrame of
 784 columns, a JSON {"inputs": [[...]]} request or a Spark array column). Output: one row per image with
-the detector's scores and `is_anomaly`. The environment that loads it needs anomalyvae installed.
+the detector's scores and `is_anomaly`. A model trained on a table (`anomalyvae train --table`) takes a DataFrame
+with the training columns instead, by name and in any order (tables.py's rule; a missing one is refused).
+The environment that loads it needs anomalyvae installed.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def predict_frame(det: AnomalyVAE, model_input: Any) -> pd.DataFrame:
     which = output_scores(det)
     if isinstance(model_input, dict) and len(model_input) == 1:  # a named tensor: {"pixels": array}
         model_input = next(iter(model_input.values()))
-    values = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else np.asarray(model_input)
+    if getattr(det, "table_", None) is not None:
+        values = det.table_.transform(pd.DataFrame(model_input))
+    else:
+        values = model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else np.asarray(model_input)
     scores = det.anomaly_scores(values, which=which)
     frame = pd.DataFrame({name: scores[name] for name in which})
     frame["is_anomaly"] = scores[det.score_] > det.threshold_
@@ -65,6 +70,8 @@ def signature(det: AnomalyVAE):
     d = int(np.prod(det.input_shape_))
     dtype = np.uint8 if det.config_.input_kind == "images" else np.float32
     inputs = Schema([TensorSpec(np.dtype(dtype), (-1, d))])
+    if getattr(det, "table_", None) is not None:  # columns by name; MLflow refuses a request without one
+        inputs = Schema([ColSpec(det.table_.types.get(c, "double"), c) for c in det.table_.columns])
     outputs = Schema([ColSpec("double", s) for s in output_scores(det)] + [ColSpec("boolean", "is_anomaly")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -87,10 +94,17 @@ def log_model(model_dir: str | Path, example: np.ndarray | None = None, register
 
     model_dir = Path(model_dir)
     det = AnomalyVAE.load(model_dir)
+    if getattr(det, "table_", None) is not None and name is None:  # named by its table: 'table-normal-mlp'
+        import re
+
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", f"table-{Path(det.info_.get('table', 'rows')).stem}-mlp")
     name = name or model_name(det.config_)
     d = int(np.prod(det.input_shape_))
     dtype = np.uint8 if det.config_.input_kind == "images" else np.float32
-    example = np.zeros((2, d), dtype) if example is None else np.asarray(example, dtype).reshape(-1, d)
+    if getattr(det, "table_", None) is not None:
+        example = example if isinstance(example, pd.DataFrame) else None
+    else:
+        example = np.zeros((2, d), dtype) if example is None else np.asarray(example, dtype).reshape(-1, d)
     with tempfile.TemporaryDirectory(prefix="anomalyvae-pyfunc-") as tmp:
         staged = Path(tmp) / model_dir.name
         staged.mkdir()

@@ -75,6 +75,7 @@ class _VAE(nn.Module):
         x = raw.to(p.device, non_blocking=True)  # uint8 moves a quarter of the bytes of float32
         x = x.to(p.dtype).div_(255.0) if x.dtype == torch.uint8 else x.to(p.dtype)
         if self.input_kind == "features":
+            x = torch.where(self.x_log.bool(), torch.sign(x) * torch.log1p(x.abs()), x)  # skewed counts, amounts
             x = (x - self.x_mean) / self.x_std
         return x
 
@@ -95,6 +96,7 @@ class MLPVAE(_VAE):
             self.log_scale = nn.Parameter(torch.zeros(d))
             self.register_buffer("x_mean", torch.zeros(d))
             self.register_buffer("x_std", torch.ones(d))
+            self.register_buffer("x_log", torch.zeros(d))  # 1: the feature is read as sign(x) log(1 + |x|)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.relu(self.fc1(x.flatten(1)))

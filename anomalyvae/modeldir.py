@@ -143,8 +143,11 @@ def learned(est) -> str:
         what = f"{kind} on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":
         what = f"{kind} on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
+    elif info.get("table"):
+        what = f"{kind} on the {info.get('n_train', 0) + info.get('n_val', 0)} normal rows of {info['table']}"
     elif info.get("normal_classes"):
         what = f"{kind} on {cfg.dataset}, normal classes {format_classes(info['normal_classes'])}"
     else:  # AnomalyVAE.fit on arrays: no dataset or classes recorded
-        what = f"{kind} fitted on {info.get('n_train', '?')} {cfg.input_kind} (AnomalyVAE.fit)"
+        inputs = "rows" if cfg.input_kind == "features" else "images"
+        what = f"{kind} fitted on {info.get('n_train', '?')} {inputs} (AnomalyVAE.fit)"
     return what

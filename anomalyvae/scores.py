@@ -17,6 +17,7 @@ class ScoreInfo:
     help: str
     needs: tuple[str, ...] = ()  # fitted state beyond the network: "mixture", "codes", "normalisation"
     image_only: bool = False  # meaningless for feature vectors (needs a pixel grid)
+    features_only: bool = False  # kept for feature vectors only (a bank of raw images would not fit in memory)
     cheap: bool = True  # one encoder and one decoder pass per input (iwae takes K decoder passes)
 
 
@@ -29,6 +30,9 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
               "defect that image-wide sums dilute", image_only=True),
     ScoreInfo("latent", "-log density of mu under a Gaussian mixture of the normal codes", needs=("mixture",)),
     ScoreInfo("knn", "mean distance from mu to its k nearest normal codes", needs=("codes",)),
+    ScoreInfo("xknn", "mean distance from the standardised input to its k nearest normal training rows (a memory "
+              "bank): the nearest-neighbour detector in the model's input space", needs=("rows",),
+              features_only=True),
     ScoreInfo("local", "local detector: the anomaly map's maximum, where a pixel's value is the distance from the "
               "codes of the patches around it to their nearest normal patch codes (memory bank), over scales",
               needs=("bank",), image_only=True),
@@ -44,7 +48,8 @@ def available(input_kind: str, detector: str = "global") -> tuple[str, ...]:
     """The scores that exist for 'images' or 'features' input, for the 'global' or the 'local' detector."""
     if detector == "local":
         return LOCAL
-    return tuple(n for n in NAMES if n not in LOCAL and (input_kind == "images" or not SCORES[n].image_only))
+    return tuple(n for n in NAMES if n not in LOCAL
+                 and not (SCORES[n].image_only if input_kind == "features" else SCORES[n].features_only))
 
 
 def check(names, input_kind: str = "images", what: str = "score", detector: str = "global") -> list[str]:
@@ -60,6 +65,8 @@ def check(names, input_kind: str = "images", what: str = "score", detector: str 
         if n in LOCAL and detector != "local":
             raise InvalidInput(f"{what} {n!r} is not computed by the global detector; train with "
                                "--detector local to get it")
+        if n not in ok and SCORES[n].features_only:
+            raise InvalidInput(f"{what} {n!r} is for feature vectors; for images choose from {', '.join(ok)}")
         if n not in ok:
             raise InvalidInput(f"{what} {n!r} needs images; for feature vectors choose from {', '.join(ok)}")
     return names

@@ -81,6 +81,9 @@ TrackingOpt = typer.Option(None, "--tracking-uri", metavar="URI",
 NoTrackOpt = _flag("--no-tracking", "Do not log to MLflow (train and evaluate track by default).")
 ModelOpt = typer.Option(None, "--model", "-m", metavar="DIR|URI", help=_help(
     "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/MODEL_NAME).", "the newest under models/"))
+TableOpt = typer.Option(None, "--table", metavar="FILE", help=_help(
+    "A table (.csv or .parquet) of feature columns instead of images: numbers as they are, text with at most 20 "
+    "values one-hot encoded (anomalyvae/tables.py).", "none"))
 DeviceOpt = typer.Option(None, "--device", metavar="DEVICE", help=_help(
     "auto | cpu | cuda | cuda:N | mps; auto takes a CUDA GPU when there is one.", Config.device))
 DebugOpt = _flag("--debug", "Show full tracebacks on errors.")
@@ -243,6 +246,9 @@ def train(
                          + ", ".join(MAY_CHANGE) + "."),
     register: Optional[str] = typer.Option(None, "--register", metavar="NAME", help=_help(
         "Also register the MLflow model under this name in the Model Registry.", "none")),
+    table: Optional[Path] = TableOpt,
+    exclude_columns: Optional[str] = typer.Option(None, "--exclude-columns", metavar="A,B", help=_help(
+        "With --table: columns to leave out (ids, free text, the label).", "none")),
     device: Optional[str] = DeviceOpt,
     config: Optional[Path] = ConfigOpt,
     tracking_uri: Optional[str] = TrackingOpt,
@@ -259,6 +265,13 @@ def train(
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
+    if table is not None or exclude_columns is not None:
+        return _train_table(table, exclude_columns, dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
+                            beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, score=score, limit=limit,
+                            device=device, tracking_uri=tracking_uri),
+                            config, out, register, no_tracking, image_flags=dict(
+                                dataset=dataset, normal=normal, data_dir=data_dir, train_dir=train_dir,
+                                channels=channels, image_size=image_size, detector=detector, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
                  fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
@@ -317,6 +330,37 @@ def train(
     console.print(f"model: {model_dir}", highlight=False)
 
 
+def _train_table(table, exclude_columns, given, config, out, register, no_tracking, image_flags) -> None:
+    """train --table: the library's tables.train_table, and one line of what it made."""
+    from anomalyvae.config import make_config
+    from anomalyvae.errors import AnomalyVAEError
+
+    if table is None:
+        raise AnomalyVAEError("--exclude-columns needs --table FILE")
+    image_only = [f"--{k.replace('_', '-')}" for k, v in image_flags.items() if v is not None]
+    if image_only:
+        raise AnomalyVAEError(f"{', '.join(image_only)} is for images; drop it with --table")
+    from anomalyvae.preflight import check_paths
+
+    check_paths([table])
+    if register and no_tracking:
+        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    from anomalyvae.tables import train_table
+
+    cfg = make_config(config, input_kind="features", **given)
+    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
+    exclude = [c.strip() for c in (exclude_columns or "").split(",") if c.strip()]
+    det, model_dir = train_table(cfg, table, exclude, out, tracker, say=lambda line: console.print(line, highlight=False))
+    info = det.info_
+    console.print(f"trained on {info['n_train']} rows in {info['train_seconds']:.1f}s; threshold "
+                  f"{det.threshold_:.3f} on '{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} "
+                  "held-out normal rows", highlight=False)
+    _print_run(tracker)
+    if tracker.model_uri:
+        console.print(f"MLflow model: runs:/{tracker.run_id}/{tracker.model_name}", highlight=False)
+    console.print(f"model: {model_dir}", highlight=False)
+
+
 @app.command(cls=_Command)
 def sample(
     model: Optional[str] = ModelOpt,
@@ -372,6 +416,9 @@ def evaluate(
         "Folder for the report, plots and metrics.", "MODEL/evaluation, or ./evaluation for a URI")),
     metrics_out: Optional[Path] = typer.Option(None, "--metrics-out", metavar="FILE", help=_help(
         "Also write the metrics JSON here.", "none")),
+    table: Optional[Path] = TableOpt,
+    label_column: Optional[str] = typer.Option(None, "--label-column", metavar="NAME", help=_help(
+        "With --table: the column that marks anomalies (1/0, true/false, yes/no, anomaly/normal).", "none")),
     device: Optional[str] = DeviceOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
@@ -384,7 +431,11 @@ def evaluate(
     _set_debug(debug)
     _check_device(device)
     check_model(model)  # paths before torch is imported
-    check_paths(p for p in (normal_dir, anomaly_dir, mask_dir) if p is not None)
+    check_paths(p for p in (normal_dir, anomaly_dir, mask_dir, table) if p is not None)
+    if (table is None) != (label_column is None):
+        from anomalyvae.errors import AnomalyVAEError
+
+        raise AnomalyVAEError("--table and --label-column go together: evaluate --table test.csv --label-column NAME")
     import json
 
     from rich.table import Table
@@ -397,26 +448,33 @@ def evaluate(
     device = _device(device)
     det, source = _load(model, tracking_uri, device)
     model_dir = None if is_model_uri(source) else Path(source)
-    notes: set[str] = set()
-    test = build(det, data_dir, normal_dir, anomaly_dir, mask_dir, anomalies, notes)
-    for note in sorted(notes):
-        _warn(note)
-    if test.skipped:
-        _warn(f"skipped {len(test.skipped)} unreadable test file(s), e.g. {test.skipped[0].path}: {test.skipped[0].error}")
-    origin = test_origin(det.config_, list(det.info_.get("normal_classes", [])), normal_dir, anomaly_dir, anomalies,
-                         data_dir)
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
-    res = evaluate_detector(det, out or (model_dir / "evaluation" if model_dir else Path("evaluation")), test=test,
-                            data_dir=data_dir, tracker=tracker, model_dir=model_dir, origin=origin)
+    if table is not None:
+        from anomalyvae.tables import evaluate_table
+
+        res = evaluate_table(det, table, label_column, tracker, model_dir)
+    else:
+        notes: set[str] = set()
+        test = build(det, data_dir, normal_dir, anomaly_dir, mask_dir, anomalies, notes)
+        for note in sorted(notes):
+            _warn(note)
+        if test.skipped:
+            _warn(f"skipped {len(test.skipped)} unreadable test file(s), e.g. {test.skipped[0].path}: "
+                  f"{test.skipped[0].error}")
+        origin = test_origin(det.config_, list(det.info_.get("normal_classes", [])), normal_dir, anomaly_dir,
+                             anomalies, data_dir)
+        res = evaluate_detector(det, out or (model_dir / "evaluation" if model_dir else Path("evaluation")),
+                                test=test, data_dir=data_dir, tracker=tracker, model_dir=model_dir, origin=origin)
     if metrics_out is not None:
         atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
-    table = Table(title=f"{source}  ({res['n_test']} test images, {res['n_anomalies']} anomalies)")
+    what = "rows" if table is not None else "images"
+    grid = Table(title=f"{source}  ({res['n_test']} test {what}, {res['n_anomalies']} anomalies)")
     for col in ("score", "AUROC", "AUPRC"):
-        table.add_column(col, justify="right" if col != "score" else "left")
+        grid.add_column(col, justify="right" if col != "score" else "left")
     for name, r in res["scores"].items():
         mark = " (default)" if name == res["score"] else ""
-        table.add_row(name + mark, f"{r['auroc']:.4f}", f"{r['auprc']:.4f}")
-    console.print(table)
+        grid.add_row(name + mark, f"{r['auroc']:.4f}", f"{r['auprc']:.4f}")
+    console.print(grid)
     console.print(f"at threshold {res['threshold']:.3f}: precision {res['precision']:.3f}  recall {res['recall']:.3f}  "
                   f"F1 {res['f1']:.3f}  FPR {res['fpr']:.3f}  (tp {res['tp']} fp {res['fp']} tn {res['tn']} fn {res['fn']})",
                   highlight=False)
@@ -433,7 +491,8 @@ def evaluate(
 @app.command(cls=_Command)
 def score(
     paths: list[Path] = typer.Argument(..., metavar="PATH", help=escape(
-        "Image files and/or folders (searched recursively).")),
+        "Image files and/or folders (searched recursively), or one table (.csv, .parquet) for a model trained "
+        "with --table.")),
     model: Optional[str] = ModelOpt,
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", metavar="FILE", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", metavar="N", help="Rows shown on screen (the most anomalous)."),
@@ -446,7 +505,8 @@ def score(
     device: Optional[str] = DeviceOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error)."""
+    """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error); or in the rows
+    of a table: a CSV (row, score, is_anomaly, top_features: the features with the largest shares of the score)."""
     from anomalyvae.preflight import check_model, check_paths
 
     _set_debug(debug)
@@ -457,6 +517,8 @@ def score(
         from anomalyvae.errors import InvalidInput
 
         raise InvalidInput("--all says which images get heat maps; add --heatmaps DIR to write them")
+    if any(Path(p).suffix.lower() in (".csv", ".parquet", ".pq") for p in paths):
+        return _score_table(paths, model, out, top, tracking_uri, device)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -496,6 +558,32 @@ def score(
         console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
     console.print(f"{summary.n_files} files: {summary.n_anomalies} anomalies, {summary.n_scored - summary.n_anomalies} "
                   f"normal, {summary.n_errors} unreadable -> {out}", highlight=False)
+
+
+def _score_table(paths, model, out, top, tracking_uri, device) -> None:
+    """score TABLE.csv: every row's score, flag and top features (tables.score_table) to a CSV and the screen."""
+    from rich.table import Table
+
+    from anomalyvae.errors import AnomalyVAEError
+    from anomalyvae.tables import read_table, score_table
+
+    if len(paths) != 1:
+        raise AnomalyVAEError("score takes one table at a time (or image files and folders, without a table)")
+    frame = read_table(paths[0])
+    det, _ = _load(model, tracking_uri, _device(device))
+    result = score_table(det, frame)
+    result.insert(0, "row", range(1, len(result) + 1))
+    result.to_csv(out, index=False)
+    shown = result.sort_values(det.score_, ascending=False, kind="stable").head(top)
+    grid = Table(title=f"most anomalous of {len(result)} rows (score '{det.score_}', threshold {det.threshold_:.3f})")
+    for col in ("row", det.score_, "anomaly", "top features"):
+        grid.add_column(col, justify="right" if col in ("row", det.score_) else "left")
+    for _, r in shown.iterrows():
+        grid.add_row(str(r["row"]), f"{r[det.score_]:.3f}", "[red]yes[/]" if r["is_anomaly"] else "no",
+                     Text(r["top_features"]))
+    console.print(grid)
+    n = int(result["is_anomaly"].sum())
+    console.print(f"{len(result)} rows: {n} anomalies, {len(result) - n} normal -> {out}", highlight=False)
 
 
 def _end_active_run(e: BaseException) -> None:
