@@ -126,10 +126,15 @@ def test_the_mlflow_model_takes_the_training_columns_by_name_and_refuses_a_missi
 
     model.save(tmp_path / "m")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with mlflow.start_run():
-        info = log_model(tmp_path / "m", example=_frame(2)[model.table_.columns])
-    assert info.name == "table-rows-mlp"
-    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    # an experiment of this store: an earlier in-process CLI test leaves its own store's experiment active
+    mlflow.set_experiment("tables")
+    try:
+        with mlflow.start_run():
+            info = log_model(tmp_path / "m", example=_frame(2)[model.table_.columns])
+        assert info.name == "table-rows-mlp"
+        pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
     f = _frame(6, seed=4)
     got = pyfunc.predict(f[["c", "b", "a", "flag", "colour"]])
     want = score_table(model, f)
