@@ -26,7 +26,6 @@ SUBSAMPLINGS = ("random", "coreset")  # memory.py
 # image_size unset: folders take their images' own size, the median shorter side rounded down to a multiple of
 # 8, at most AUTO_IMAGE_CAP (larger photos are resized to it, aspect ratio not kept); class datasets keep 28
 AUTO_IMAGE_CAP = 256
-LOCAL_BETA = 1.0  # the local detector's default KL weight (Config.beta)
 
 
 @dataclass
@@ -59,8 +58,8 @@ class Config:
     lr: float = 1e-3
     patience: int = 5  # early stopping: epochs without a better validation negative ELBO
     kl_warmup_epochs: int = 0  # linear KL annealing from 0 to 1 over this many epochs
-    # the KL term's weight (beta-VAE, Higgins et al. 2017); None: 1 for the global detector, LOCAL_BETA for the
-    # local one, whose patch codes collapse to a few nats at 1 (measured: benchmarks/photos.py)
+    # the KL term's weight (beta-VAE, Higgins et al. 2017); None: 1, the plain ELBO, for both detectors (lower
+    # values were measured and not kept: local.build_patch_model's docstring, issue 21's note for MNIST)
     beta: float | None = None
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al. 2016)
     seed: int = 0
@@ -156,7 +155,7 @@ class Config:
         if self.patience < 0 or self.kl_warmup_epochs < 0:
             raise bad("patience", "and kl_warmup_epochs must not be negative")
         if self.beta is None:
-            self.beta = LOCAL_BETA if self.detector == "local" else 1.0
+            self.beta = 1.0
         if self.beta < 0 or self.free_bits < 0:
             raise bad("beta", f"is {self.beta} and free_bits {self.free_bits}; neither may be negative")
         if self.lr <= 0:

@@ -182,19 +182,13 @@ class TrainData:
 
 
 def _own_size(files, arch: str) -> int:
-    """config.auto_image_size of the images' own sizes, read from their headers (unreadable ones left out)."""
-    from PIL import Image
+    """config.auto_image_size of the images' own sizes, read from their headers (unreadable ones left out:
+    loading reports them, with the reason)."""
+    from .matching import file_kind
 
-    shapes = []
-    for f in files:
-        if getattr(f, "error", None):  # a FIFO or a device: opening it would block; loading reports it
-            continue
-        try:
-            with Image.open(getattr(f, "path", f)) as im:
-                shapes.append((im.height, im.width))
-        except Exception:  # loading reports it, with the reason
-            continue
-    return auto_image_size(shapes, arch)
+    # a FIFO or a device (an error entry) is never opened: opening it would block
+    kinds = [file_kind(getattr(f, "path", f)) for f in files if not getattr(f, "error", None)]
+    return auto_image_size([(k.height, k.width) for k in kinds if k is not None], arch)
 
 
 def load_train(cfg: Config) -> TrainData:

@@ -286,19 +286,21 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         components = [s for s in available(cfg.input_kind, cfg.detector) if s != "combined"]
         val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
         fit_normalisation(self.state_, val_scores)
-        main = score_inputs(self.model_, val.images, self.state_, cfg, [cfg.score])[cfg.score]
+        # the default score was among the components unless it sums them (combined: only now normalised)
+        main = val_scores.get(cfg.score)
+        if main is None:
+            main = score_inputs(self.model_, val.images, self.state_, cfg, [cfg.score])[cfg.score]
         self.threshold_ = calibrate(main, cfg.fpr)
         self.offset_ = -self.threshold_
         self.info_ = {**(info or {}), "n_train": len(train), "n_val": len(val), "best_epoch": result.best_epoch,
                       "epochs_run": len(result.history), "train_seconds": round(result.seconds, 2),
                       "best_val_loss": min(h.val_loss for h in result.history),
                       "val_fpr": realized_fpr(main, self.threshold_), **extra}
-        if cfg.detector == "local":  # the colour scale's top: the highest map value on held-out normal images
-            self.info_["map_vmax"] = float(val_scores["local"].max())
         self.info_["warnings"] = small_data_warnings(cfg, len(train), len(val), self)
-        if "peak" in val_scores:  # images: the top of every anomaly picture's colour scale, the highest map value
-            # on held-out normal images (peak is each image's map maximum, so no second pass is needed)
-            self.info_["map_vmax"] = float(val_scores["peak"].max())
+        top = "local" if cfg.detector == "local" else "peak"  # each image's map maximum, for either detector
+        if top in val_scores:  # images: the top of every anomaly picture's colour scale, the highest map value
+            # on held-out normal images (no second pass is needed)
+            self.info_["map_vmax"] = float(val_scores[top].max())
         return result
 
     # -- scoring -----------------------------------------------------------------------------------------

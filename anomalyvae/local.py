@@ -26,6 +26,7 @@ from .config import Config
 from .data import Split
 from .memory import MemoryBank
 from .model import MLPVAE
+from .scoring import batches
 
 PATCH = 8  # patch side in pixels at every scale: 8 px of the image, 16 px of it at scale 1/2, 32 at 1/4
 STRIDE = PATCH // 2  # patches overlap by half, at every scale
@@ -95,22 +96,22 @@ def fit_banks(model: MLPVAE, images: torch.Tensor, scales: list[float], cfg: Con
     banks = []
     for i, s in enumerate(scales):
         codes = torch.cat([patch_codes(model, patches(pyramid_level(images[sl], s))[0])
-                           for sl in _chunks(len(images), SCORE_IMAGES)])
+                           for sl in batches(len(images), SCORE_IMAGES)])
         banks.append(MemoryBank.build(codes, cfg.bank_size, cfg.bank_subsampling, seed=cfg.seed + i))
     return banks
 
 
-def _chunks(n: int, size: int):
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def _spread(values: torch.Tensor, grid: tuple[int, int], n: int, shape: tuple[int, int]) -> torch.Tensor:
-    """Per-patch values (n * L,) -> (n, H, W) maps at the level's size: each pixel the mean over its patches."""
-    cols = values.reshape(n, 1, grid[0] * grid[1]).expand(n, PATCH * PATCH, -1)
+def _fold(cols: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch columns (n, C * PATCH * PATCH, L) put back at their places: the per-pixel sums (n, C, H, W) and how
+    many patches cover each pixel (1, 1, H, W)."""
     total = F.fold(cols, shape, PATCH, stride=STRIDE)
-    count = F.fold(torch.ones_like(cols[:1]), shape, PATCH, stride=STRIDE).clamp_min(1)
-    return (total / count)[:, 0]
+    return total, F.fold(torch.ones_like(cols[:1, :PATCH * PATCH]), shape, PATCH, stride=STRIDE)
+
+
+def spread(values: torch.Tensor, grid: tuple[int, int], n: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Per-patch values (n * L,) -> (n, H, W) maps at the level's size: each pixel the mean over its patches."""
+    total, count = _fold(values.reshape(n, 1, grid[0] * grid[1]).expand(n, PATCH * PATCH, -1), shape)
+    return (total / count.clamp_min(1))[:, 0]
 
 
 @torch.inference_mode()
@@ -123,7 +124,7 @@ def raw_maps(model: MLPVAE, banks: list[MemoryBank], scales: list[float], raw: t
         level = pyramid_level(raw, s)
         p, grid = patches(level)
         d = bank.distance(patch_codes(model, p), k=1, probe=PROBE)
-        m = _spread(d, grid, len(raw), tuple(level.shape[-2:]))
+        m = spread(d, grid, len(raw), tuple(level.shape[-2:]))
         if tuple(m.shape[-2:]) != tuple(side):
             m = F.interpolate(m[:, None], size=side, mode="bilinear", align_corners=False)[:, 0]
         out.append(m)
@@ -148,14 +149,10 @@ def reconstructions(model: MLPVAE, raw: torch.Tensor) -> torch.Tensor:
     model.eval()
     x = raw.float()
     p, grid = patches(x)
-    rec = model.mean(model.decode(model.encode(model.prepare(p / 255.0))[0])).float()
+    rec = model.mean(model.decode(patch_codes(model, p))).float()
     n, c = len(raw), raw.shape[1]
-    cols = rec.reshape(n, grid[0] * grid[1], c * PATCH * PATCH).transpose(1, 2)
-    shape = tuple(raw.shape[-2:])
-    total = F.fold(cols, shape, PATCH, stride=STRIDE)
-    count = F.fold(torch.ones_like(cols[:1]), shape, PATCH, stride=STRIDE)
-    covered = count > 0
-    return torch.where(covered, total / count.clamp_min(1), x / 255.0)
+    total, count = _fold(rec.reshape(n, grid[0] * grid[1], c * PATCH * PATCH).transpose(1, 2), tuple(raw.shape[-2:]))
+    return torch.where(count > 0, total / count.clamp_min(1), x / 255.0)
 
 
 def fit(cfg: Config, train: Split, val: Split, out=None, resume: bool = False, on_step=None, on_epoch=None,
@@ -187,7 +184,7 @@ def calibrate_maps(model: MLPVAE, banks: list[MemoryBank], scales: list[float],
                    val: torch.Tensor) -> tuple[list[float], list[float]]:
     """Mean and standard deviation of each scale's novelty over every pixel of the held-out normal images."""
     sums = np.zeros((len(scales), 3))
-    for sl in _chunks(len(val), SCORE_IMAGES):
+    for sl in batches(len(val), SCORE_IMAGES):
         for i, m in enumerate(raw_maps(model, banks, scales, val[sl])):
             m = m.double()
             sums[i] += [m.numel(), m.sum().item(), m.pow(2).sum().item()]

@@ -297,7 +297,7 @@ def score_batch(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which,
     """Scores of one batch of raw inputs as float tensors on the model's device, keyed by score name;
     `state` must be on that device too (ScoreState.to). Under "bfloat16" only the network runs in bfloat16."""
     if cfg.detector == "local":
-        p = Pass(model, raw, raw, raw, raw, state, cfg, precision, raw=raw)
+        p = Pass(model, raw, None, None, None, state, cfg, precision, raw=raw)  # it cuts its own patches
         return {name: as_float(p.get(name)) for name in which}
     x = model.prepare(raw)
     parts = set(which) | (set(cfg.combine_parts()) if "combined" in which else set())

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from anomalyvae import metrics, photos  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
 from anomalyvae.data import load_train  # noqa: E402
-from anomalyvae.local import _spread, patches  # noqa: E402
+from anomalyvae.local import patches, spread  # noqa: E402
 from anomalyvae.memory import MemoryBank  # noqa: E402
 from anomalyvae.pipeline import evaluate_detector, pixel_results, train_detector  # noqa: E402
 from anomalyvae.scoring import MAP_SIGMA, smooth  # noqa: E402
@@ -62,7 +62,7 @@ def raw_patch(train: torch.Tensor, test: torch.Tensor, seed: int) -> np.ndarray:
     for start in range(0, len(test), 32):
         x = test[start:start + 32].float()
         p, grid = patches(x)
-        maps.append(smooth(_spread(bank.distance(flat(p)), grid, len(x), tuple(x.shape[-2:])), MAP_SIGMA))
+        maps.append(smooth(spread(bank.distance(flat(p)), grid, len(x), tuple(x.shape[-2:])), MAP_SIGMA))
     return torch.cat(maps).numpy()
 
 
