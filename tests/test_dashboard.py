@@ -385,11 +385,13 @@ def test_the_printed_experiment_address_opens_the_runs_table_with_datasets(ui, t
     assert f"mnist-train-normal-0-8 ({train_digest})" in page.text  # the runs table's Dataset column
 
 
-def test_the_printed_train_run_address_shows_its_datasets_description_and_model(ui, trained, tmp_path):
+def test_the_printed_train_run_address_shows_its_datasets_description_and_model(ui, trained, client, tmp_path):
     run_id, url = printed_run_url(trained.stdout)
+    name = runs_by_job(client)[1]["train"].info.run_name
+    assert name.startswith("train mnist normal 0-8 mlp"), name
     page = render(url.replace(PRINTED_UI, ui), tmp_path / "p")
     assert page.title.startswith(f"Run {run_id}"), page.title
-    assert "train mnist normal 0-8 mlp Overview Model metrics" in page.text, page.text[:3000]  # the page heading
+    assert f"{name} Overview Model metrics" in page.text, page.text[:3000]  # the page heading
     assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
     assert re.search(r"Datasets mnist-train-normal-0-8 \(\w{8}\) training", page.text, re.I), page.text[:3000]
     assert "Trains a mlp VAE on mnist classes 0-8: 540 normal images, 60 more held out" in page.text
