@@ -17,7 +17,9 @@ MAX_IMAGE_SIZE = 1024  # 300 RGB training images of 1024 px already hold 0.9 GB 
 ARCHS = ("auto", "conv", "mlp")  # auto: conv for images of side >= 16, else mlp
 INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
-DEFAULT_COMBINE = {"images": "blur,knn,latent", "features": "xknn"}  # measured: benchmarks/tabular.py
+# measured: benchmarks/detection.py (class images), benchmarks/tabular.py (features); images of a folder or an
+# MVTec-AD layout under the global detector keep the sum they were measured with (synthetic inspection set)
+DEFAULT_COMBINE = {"images": "hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak"}
 # global: one VAE of whole inputs (class datasets, tables); local: a VAE of image patches with a memory bank
 # of their normal codes (local.py), the default for folders of photos, where a whole-image VAE learns their mean
 DETECTORS = ("auto", "global", "local")
@@ -62,13 +64,16 @@ class Config:
     # values were measured and not kept: local.build_patch_model's docstring, issue 21's note for MNIST)
     beta: float | None = None
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al. 2016)
+    # opt-in: a classification head on the code learns the normal classes' labels with the VAE, and the score
+    # `class` (how unsure the head is which normal class an input is) joins the default sum (issue 21)
+    use_labels: bool = False
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
     precision: str = "auto"  # auto | float32 | bfloat16: auto is float32 today (runtime.AUTO_BF16 says why)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps: auto takes a CUDA GPU when there is one (device.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use
-    combine: str | None = None  # the z-scored components "combined" sums; None: blur,knn,latent (features: xknn)
+    combine: str | None = None  # the z-scored components "combined" sums; None: DEFAULT_COMBINE (hknn,latent for class images)
     iwae_samples: int = 16
     latent_components: int = 10  # Gaussian mixture over mu of the normal data
     knn_k: int = 5
@@ -107,17 +112,21 @@ class Config:
         if self.arch == "auto":
             self.arch = ("mlp" if self.detector == "local" or self.input_kind != "images"
                          or (self.image_size or 28) < 16 else "conv")
+        if self.use_labels and self.detector == "local":
+            raise bad("use_labels", "needs the global detector (class labels describe whole images); "
+                      "add --detector global")
         if self.combine is None:
-            self.combine = DEFAULT_COMBINE[self.input_kind]
-            if self.detector == "global" and self.dataset in LAYOUT_DATASETS and self.input_kind == "images":
-                # inspection images: the map's maximum finds small defects that image-wide sums dilute
-                # (synthetic inspection set: 0.78 without peak, 0.99 with it; benchmarks/combination.py)
-                self.combine += ",peak"
+            # inspection images: the map's maximum finds small defects that image-wide sums dilute
+            # (synthetic inspection set: 0.78 without peak, 0.99 with it; benchmarks/combination.py)
+            layout = self.detector == "global" and self.dataset in LAYOUT_DATASETS and self.input_kind == "images"
+            self.combine = DEFAULT_COMBINE["layout" if layout else self.input_kind] + (",class" if self.use_labels else "")
         try:
-            scores.check([self.score], self.input_kind, detector=self.detector)
-            parts = scores.check(self.combine_parts(), self.input_kind, what="combine component")
+            scores.check([self.score], self.input_kind, detector=self.detector, labels=self.use_labels)
+            parts = scores.check(self.combine_parts(), self.input_kind, what="combine component",
+                                 labels=self.use_labels)
         except AnomalyVAEError as e:
-            raise bad("score" if self.score not in scores.available(self.input_kind, self.detector) else "combine",
+            ok = scores.available(self.input_kind, self.detector, self.use_labels)
+            raise bad("score" if self.score not in ok else "combine",
                       str(e)) from None
         if not parts or "combined" in parts:
             raise bad("combine", f"is {self.combine!r}; list components from {', '.join(scores.COMPONENTS)}")
@@ -234,6 +243,8 @@ def _coerce(name: str, value: Any, hint: str) -> Any:
     if base == "float" and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
         return float(value)
     if base == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if base == "bool" and isinstance(value, bool):
         return value
     if base == "str" and isinstance(value, (str, int)) and not isinstance(value, bool):
         return str(value)

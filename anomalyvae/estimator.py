@@ -33,13 +33,13 @@ from .errors import AnomalyVAEError, InvalidInput, ModelDirError, TrainingDiverg
 from .model import build_model
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .scores import SCORES, available
-from .scoring import ScoreState, encode_mu, fit_latent, fit_normalisation, fit_rows, score_inputs
+from .scoring import ScoreState, encode_mu, fit_hidden, fit_latent, fit_normalisation, fit_rows, score_inputs
 from .threshold import calibrate, realized_fpr
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
 # two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
 CONFIG_PARAMS = ("input_kind", "detector", "scales", "bank_size", "bank_subsampling", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
-                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "beta", "free_bits", "val_fraction", "combine",
+                 "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "beta", "free_bits", "use_labels", "val_fraction", "combine",
                  "knn_k", "latent_components", "iwae_samples", "fpr", "contamination", "device", "threads",
                  "precision")
 RENAMED = {"anomaly_score": "score", "random_state": "seed"}
@@ -110,7 +110,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                  bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=Config.hidden,
                  width=Config.width, conv_hidden=Config.conv_hidden, image_size=None, channels=None, epochs=None,
                  batch_size=Config.batch_size, lr=Config.lr, patience=Config.patience,
-                 kl_warmup_epochs=Config.kl_warmup_epochs, beta=None, free_bits=Config.free_bits, val_fraction=Config.val_fraction, anomaly_score=Config.score,
+                 kl_warmup_epochs=Config.kl_warmup_epochs, beta=None, free_bits=Config.free_bits, use_labels=Config.use_labels, val_fraction=Config.val_fraction, anomaly_score=Config.score,
                  combine=None, knn_k=Config.knn_k, latent_components=Config.latent_components,
                  iwae_samples=Config.iwae_samples, fpr=Config.fpr, contamination=None, random_state=None,
                  device=Config.device, threads=None, precision=Config.precision):
@@ -133,6 +133,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         self.kl_warmup_epochs = kl_warmup_epochs
         self.beta = beta
         self.free_bits = free_bits
+        self.use_labels = use_labels
         self.val_fraction = val_fraction
         self.anomaly_score = anomaly_score
         self.combine = combine
@@ -196,7 +197,10 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Fit on normal data X (y is ignored; it is here for Pipeline compatibility). Returns self."""
+        """Fit on normal data X. Returns self.
+
+        y is ignored (it is here for Pipeline compatibility) unless use_labels=True: then y holds the class of
+        each normal sample (non-negative ints), which a classification head on the code learns."""
         if hasattr(self, "_channel_note_given"):
             del self._channel_note_given
         data = self._read(X, reset=True)
@@ -207,8 +211,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         cfg = self._config(kind, tuple(data.shape[1:]))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
         n_val = min(n - 1, max(1, int(round(n * cfg.val_fraction))))
-        labels = torch.full((n,), -1, dtype=torch.int64)
-        train, val = Split(data[order[n_val:]], labels[n_val:]), Split(data[order[:n_val]], labels[:n_val])
+        labels = self._labels(y, n) if self.use_labels else torch.full((n,), -1, dtype=torch.int64)
+        train, val = Split(data[order[n_val:]], labels[order[n_val:]]), Split(data[order[:n_val]], labels[order[:n_val]])
         result = self.fit_splits(cfg, train, val)
         if result.stopped_by:
             raise KeyboardInterrupt(f"fit stopped by {result.stopped_by}")
@@ -224,6 +228,19 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             self.threshold_ = float(np.percentile(s, 100.0 * (1.0 - cfg.contamination)))
             self.offset_ = -self.threshold_
         return self
+
+    @staticmethod
+    def _labels(y, n: int) -> torch.Tensor:
+        """use_labels: y as (n,) int64 class labels, or a one-line error saying what is wrong with it."""
+        if y is None:
+            raise InvalidInput("use_labels=True needs the normal samples' classes: call fit(X, y)")
+        arr = np.asarray(y)
+        if arr.ndim != 1 or len(arr) != n:
+            raise InvalidInput(f"y has shape {arr.shape}; use_labels=True needs one class per sample of X, ({n},)")
+        if not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
+            raise InvalidInput("y must hold non-negative integer classes for use_labels=True "
+                               "(encode names with sklearn.preprocessing.LabelEncoder)")
+        return torch.from_numpy(arr.astype(np.int64))
 
     def fit_splits(self, cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
                    on_step: Callable | None = None, on_epoch: Callable | None = None, run_id: str | None = None,
@@ -251,8 +268,17 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                 fit_on = Split(train.images.repeat(repeats, 1), train.labels.repeat(repeats))
             elif cfg.epochs is None:
                 cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
+            classes = None
+            if cfg.use_labels:
+                if (train.labels < 0).any():
+                    raise InvalidInput("--use-labels needs the normal data's classes: a class dataset (--dataset "
+                                       "mnist or fashion-mnist) or AnomalyVAE(use_labels=True).fit(X, y); this "
+                                       "data has none")
+                if distributed.enabled():
+                    raise InvalidInput("--use-labels is not supported under torchrun yet; train with one process")
+                classes = sorted(set(train.labels.tolist()))
             torch.manual_seed(cfg.seed)  # the initial weights
-            model = build_model(cfg, shape)
+            model = build_model(cfg, shape, classes)
             if cfg.input_kind == "features":
                 x = train.images.double()
                 skewed = log_columns(x)
@@ -283,7 +309,9 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
             if cfg.input_kind == "features":
                 fit_rows(self.state_, self.model_, train.images, cfg.seed)
-        components = [s for s in available(cfg.input_kind, cfg.detector) if s != "combined"]
+            else:
+                fit_hidden(self.state_, self.model_, train.images, cfg.seed)
+        components = [s for s in available(cfg.input_kind, cfg.detector, cfg.use_labels) if s != "combined"]
         val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
         fit_normalisation(self.state_, val_scores)
         # the default score was among the components unless it sums them (combined: only now normalised)
@@ -307,7 +335,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     def default_scores(self) -> tuple[str, ...]:
         """What `anomaly_scores` returns unless told: every cheap score of the input kind, and the model's own."""
         check_is_fitted(self)
-        cheap = [s for s in available(self.config_.input_kind, self.config_.detector) if SCORES[s].cheap]
+        cheap = [s for s in available(self.config_.input_kind, self.config_.detector, self.config_.use_labels)
+                 if SCORES[s].cheap]
         return tuple(dict.fromkeys([*cheap, self.score_]))
 
     def anomaly_scores(self, X, which=None, _prepared: bool = False) -> dict[str, np.ndarray]:
@@ -429,7 +458,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
                 model = build_patch_model(cfg, shape[0])
             else:
-                model = build_model(cfg, shape)
+                classes = tensors.get("model.classes")
+                model = build_model(cfg, shape, None if classes is None else classes.tolist())
             weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             if "x_mean" in weights and "x_log" not in weights:  # a table model saved before the log rule
                 weights["x_log"] = torch.zeros_like(weights["x_mean"])

@@ -155,7 +155,7 @@ def evaluate_detector(det: AnomalyVAE, out: Path, test: TestSet | None = None, d
     run = EvaluateRun(tracker, det, test, y_true, model_dir, origin)
     try:
         images = torch.from_numpy(test.images)
-        scores = det.anomaly_scores(images, which=available(cfg.input_kind, cfg.detector))
+        scores = det.anomaly_scores(images, which=available(cfg.input_kind, cfg.detector, cfg.use_labels))
         main = scores[det.score_]
         result: dict[str, Any] = {"score": det.score_, **metrics.ranking(y_true, main),
                                   **metrics.at_threshold(y_true, main, det.threshold_)}

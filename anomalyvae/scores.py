@@ -19,6 +19,7 @@ class ScoreInfo:
     image_only: bool = False  # meaningless for feature vectors (needs a pixel grid)
     features_only: bool = False  # kept for feature vectors only (a bank of raw images would not fit in memory)
     cheap: bool = True  # one encoder and one decoder pass per input (iwae takes K decoder passes)
+    labels: bool = False  # exists only for a model trained with the normal data's class labels (use_labels)
 
 
 SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
@@ -30,12 +31,17 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
               "defect that image-wide sums dilute", image_only=True),
     ScoreInfo("latent", "-log density of mu under a Gaussian mixture of the normal codes", needs=("mixture",)),
     ScoreInfo("knn", "mean distance from mu to its k nearest normal codes", needs=("codes",)),
+    ScoreInfo("hknn", "mean distance from the encoder's last hidden layer (each unit standardised on the normal "
+              "data) to its k nearest normal training inputs' (a memory bank): richer than the code mu",
+              needs=("hidden",), image_only=True),
     ScoreInfo("xknn", "mean distance from the standardised input to its k nearest normal training rows (a memory "
               "bank): the nearest-neighbour detector in the model's input space", needs=("rows",),
               features_only=True),
     ScoreInfo("local", "local detector: the anomaly map's maximum, where a pixel's value is the distance from the "
               "codes of the patches around it to their nearest normal patch codes (memory bank), over scales",
               needs=("bank",), image_only=True),
+    ScoreInfo("class", "entropy of the classification head's belief over the normal classes, in nats: an input "
+              "that looks like no normal class in particular (models trained with --use-labels)", labels=True),
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",
               needs=("normalisation",)),
 )}
@@ -44,24 +50,29 @@ LOCAL: tuple[str, ...] = ("local",)  # what the local detector computes; the glo
 COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n not in ("combined", *LOCAL))
 
 
-def available(input_kind: str, detector: str = "global") -> tuple[str, ...]:
-    """The scores that exist for 'images' or 'features' input, for the 'global' or the 'local' detector."""
+def available(input_kind: str, detector: str = "global", labels: bool = False) -> tuple[str, ...]:
+    """The scores that exist for 'images' or 'features' input, for the 'global' or the 'local' detector, with
+    or without class labels in training (use_labels)."""
     if detector == "local":
         return LOCAL
-    return tuple(n for n in NAMES if n not in LOCAL
+    return tuple(n for n in NAMES if n not in LOCAL and (labels or not SCORES[n].labels)
                  and not (SCORES[n].image_only if input_kind == "features" else SCORES[n].features_only))
 
 
-def check(names, input_kind: str = "images", what: str = "score", detector: str = "global") -> list[str]:
+def check(names, input_kind: str = "images", what: str = "score", detector: str = "global",
+          labels: bool = False) -> list[str]:
     """Validate score names for an input kind; a clear error names the bad one and the choices."""
     names = list(names)
-    ok = available(input_kind, detector)
+    ok = available(input_kind, detector, labels)
     for n in names:
         if n not in SCORES:
             raise InvalidInput(f"unknown {what} {n!r}; choose from {', '.join(NAMES)}")
         if detector == "local" and n not in ok:
             raise InvalidInput(f"{what} {n!r} is not computed by the local detector; it scores with "
                                f"{', '.join(ok)} (or train with --detector global)")
+        if SCORES[n].labels and not labels:
+            raise InvalidInput(f"{what} {n!r} needs a model trained with the normal classes' labels; train with "
+                               "--use-labels (AnomalyVAE(use_labels=True).fit(X, y))")
         if n in LOCAL and detector != "local":
             raise InvalidInput(f"{what} {n!r} is not computed by the global detector; train with "
                                "--detector local to get it")

@@ -15,7 +15,7 @@ from . import device, distributed
 from .config import Config
 from .data import Split
 from .errors import AnomalyVAEError
-from .model import elbo_terms
+from .model import LABEL_WEIGHT, elbo_terms
 from .modeldir import CHECKPOINT_FILE, read_tensors, write_tensors
 from .runtime import autocast, resolve_precision, set_threads
 from .scoring import batches
@@ -136,6 +136,8 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
     steps = math.ceil(n / cfg.batch_size)
     # the training images live where the model does (as uint8: 38 MB for MNIST), so batches need no copy
     flat, shape = train.images.flatten(1).to(dev), train.images.shape[1:]
+    labelled = hasattr(model, "head")  # use_labels: the head learns the normal classes with the VAE
+    labels = train.labels.to(dev) if labelled else None
     stopped_by = diverged = None
     # No signal handlers here: a library leaves the process's signals alone. Ctrl-C is a KeyboardInterrupt
     # wherever it lands; the completed epochs (and the best model among them) are kept and returned, and the
@@ -150,11 +152,16 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
             sums = [0.0, 0.0]
             for i in range(steps):
                 # index_select on rows: 13 us a batch here, where fancy indexing of (N, H, W) took 150 us
-                x = model.prepare(flat.index_select(0, order[i * cfg.batch_size:(i + 1) * cfg.batch_size]).view(-1, *shape))
+                rows = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                x = model.prepare(flat.index_select(0, rows).view(-1, *shape))
                 with autocast(precision, dev):
-                    rec, kl = elbo_terms(model, x, step=step, free_bits=cfg.free_bits)
+                    if labelled:
+                        rec, kl, ce = elbo_terms(model, x, step=step, free_bits=cfg.free_bits,
+                                                 labels=labels.index_select(0, rows))
+                    else:
+                        rec, kl = elbo_terms(model, x, step=step, free_bits=cfg.free_bits)
                 rec, kl = rec.sum(), kl.sum()
-                loss = (rec + beta * kl) / len(x)
+                loss = (rec + beta * kl + (LABEL_WEIGHT * ce.sum() if labelled else 0.0)) / len(x)
                 # one tensor -> Python transfer per step instead of a check, a stack and an accumulate
                 loss_f, rec_f, kl_f = torch.stack([loss.detach(), rec.detach(), kl.detach()]).tolist()
                 if not math.isfinite(loss_f):

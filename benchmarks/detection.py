@@ -9,7 +9,9 @@ its defaults (plus any --set key=value), evaluates every score on the official t
 MLflow run per model (experiment anomalyvae-benchmarks, flat params and metrics: open it in `mlflow ui`,
 tick runs, Compare). With --reference, the seeds' VAE (MLP 784-400-20,
 BCE + KL, 10 epochs, scored by reconstruction error) is trained in the same run on the same split, and the
-table shows the ratio. Writes benchmarks/results/<dataset>-<protocol>.csv and .md.
+table shows the ratio. With --baseline, the simplest strong baseline runs beside it on the same split: each
+test image's mean cosine distance to its 5 nearest normal training images, in raw pixels (no model; exact
+search). Writes benchmarks/results/<dataset>-<protocol>.csv and .md.
 """
 
 from __future__ import annotations
@@ -70,6 +72,31 @@ def run_one(dataset: str, protocol: str, c: int, seed: int, data_dir: str | None
             for name, r in res["scores"].items()]
 
 
+def pixel_knn(dataset: str, protocol: str, c: int, data_dir: str | None, k: int = 5) -> list[dict]:
+    """AUROC of raw-pixel cosine kNN (k nearest normal training images) on the test split: the baseline."""
+    import torch
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from anomalyvae.classes import parse_classes
+    from anomalyvae.data import load_idx_split
+
+    cfg = make_config(dataset=dataset, data_dir=data_dir, normal=normal_spec(protocol, c))
+    train, test = (load_idx_split(dataset, cfg.resolved_data_dir(), s) for s in ("train", "test"))
+    normal = torch.tensor(parse_classes(cfg.normal))
+    bank = torch.nn.functional.normalize(train.images[torch.isin(train.labels, normal)].flatten(1).float(), dim=1)
+    t0 = time.perf_counter()
+    dist = []
+    for s in range(0, len(test), 1000):
+        q = torch.nn.functional.normalize(test.images[s:s + 1000].flatten(1).float(), dim=1)
+        sim = (q @ bank.T).topk(k, dim=1).values  # cosine similarity; distance = 1 - similarity
+        dist.append((1 - sim).mean(1))
+    score = torch.cat(dist).numpy()
+    y = (~torch.isin(test.labels, normal)).numpy()
+    return [{"dataset": dataset, "protocol": protocol, "class": c, "seed": 0, "model": "pixel-knn", "score": "pixel-knn",
+             "default": True, "auroc": roc_auc_score(y, score), "auprc": average_precision_score(y, score),
+             "train_seconds": 0.0, "wall_seconds": round(time.perf_counter() - t0, 2)}]
+
+
 def log_run(run: Tracker, det, res: dict, protocol: str, c: int, label: str, wall: float) -> None:
     """One MLflow run per model, flat params (the whole config + protocol, class, model) and flat metrics
     (AUROC/AUPRC of the default score and of every score, times, per-epoch losses), so MLflow's compare view
@@ -110,6 +137,13 @@ def table(df: pd.DataFrame, dataset: str, protocol: str) -> str:
                      + f" | {rmean.mean():.3f} |")
         lines.append("| ratio | " + " | ".join(f"{mean[c] / rmean.get(c, np.nan):.2f}x" for c in classes)
                      + f" | {mean.mean() / rmean.mean():.2f}x |")
+    base = df[df.model == "pixel-knn"]
+    if len(base):
+        bmean = base.groupby("class").auroc.mean()
+        lines.append("| pixel kNN (cosine, k=5, same run) | " + " | ".join(f"{bmean.get(c, np.nan):.3f}" for c in classes)
+                     + f" | {bmean.mean():.3f} |")
+        lines.append("| ratio to pixel kNN | " + " | ".join(f"{mean[c] / bmean.get(c, np.nan):.2f}x" for c in classes)
+                     + f" | {mean.mean() / bmean.mean():.2f}x |")
     anchor = ANCHORS.get((dataset, protocol))
     if anchor:
         lines.append(f"| {anchor[0]}, published | " + " | ".join("" for _ in classes) + f" | {anchor[1]:.3f} |")
@@ -130,6 +164,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--data-dir", default=os.environ.get("ANOMALYVAE_DATA_DIR"))
     ap.add_argument("--reference", action="store_true", help="also train the seeds' VAE (one seed) per class")
+    ap.add_argument("--baseline", action="store_true", help="also run raw-pixel cosine kNN per class (no model)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config default")
     ap.add_argument("--no-tracking", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="CSV path [default: benchmarks/results/<dataset>-<protocol>.csv]")
@@ -159,6 +194,8 @@ def main() -> None:
                 r = [x for x in rows if x["default"] and x["class"] == c and x["seed"] == seed][0]
                 print(f"{args.dataset} {args.protocol} class {c} seed {seed}: {r['score']} AUROC {r['auroc']:.4f} "
                       f"(train {r['train_seconds']:.0f}s)", flush=True)
+            if args.baseline:
+                rows += pixel_knn(args.dataset, args.protocol, c, args.data_dir)
             if args.reference:
                 rows += run_one(args.dataset, args.protocol, c, 0, args.data_dir, {**overrides, **SEEDS_VAE}, "seeds-vae",
                                 Path(tmp), not args.no_tracking)
