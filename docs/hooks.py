@@ -2,8 +2,8 @@
 
 - `<!-- include: benchmarks/results/NAME -->` on a line of its own: that results file as the benchmark script
   wrote it (a .md file with its headings moved two levels down, under the page's own `##` section; anything
-  else as a text block). A
-  benchmark run that rewrites the file rewrites the page; a missing file fails the build.
+  else as a text block). A benchmark run that rewrites the file rewrites the page; a missing file fails the
+  build. tests/test_docs.py checks the figures typed around them against the same files.
 - `<!-- scores-table -->`: the score registry (anomalyvae/scores.py) as a table, so a new score shows up.
 - `<!-- cli-help -->`: `anomalyvae --help` and every command's `--help`, run at build time.
 - `<!-- modules-table -->`: every module of anomalyvae/ with the first sentence of its docstring.
@@ -69,7 +69,6 @@ def value(name: str, key: str, where: str) -> str:
 
 
 def scores_table() -> str:
-    sys.path.insert(0, str(ROOT))
     from anomalyvae.scores import SCORES
 
     rows = ["| score | what it is | inputs | fitted on normal data |", "| --- | --- | --- | --- |"]
@@ -84,8 +83,7 @@ def scores_table() -> str:
 def cli_help() -> str:
     from typer.main import get_command
 
-    sys.path.insert(0, str(ROOT))
-    from cli.main import app
+    from anomalyvae.cli.main import app  # cli/ of the checkout, as installed
 
     out = []
     for command in ([], *([name] for name in get_command(app).commands)):
