@@ -11,7 +11,7 @@ MNIST   = $(if $(DATA),data/mnist,data/MNIST/raw)
 # The demo's figure depends on the thread count (float sums); one thread makes it the same on every machine
 THREADS ?= 1
 
-.PHONY: setup data browser demo test bench-speed bench-detection fashion-mnist clean
+.PHONY: setup data browser demo test docs bench-speed bench-detection fashion-mnist clean
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,15 @@ browser:
 test: setup data
 	ANOMALYVAE_TEST_MNIST=$(abspath $(MNIST)) $(BIN)/pytest -q
 
+# the documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link, anchor or reference fails it.
+# Material's banner about MkDocs 2.0 is not a warning of this build: NO_MKDOCS_2_WARNING hides it
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,docs]'
+	touch $@
+
 bench-speed: setup data
 	$(BIN)/python benchmarks/speed.py --data $(MNIST)
 
@@ -67,4 +76,4 @@ fashion-mnist:
 	  { [ "$$(id -u)" != 0 ] && sudo apt-get install -y -q dataset-fashion-mnist; }
 
 clean:
-	rm -rf $(VENV) models mlflow.db mlflow.db.lock mlruns scores.csv m.json
+	rm -rf $(VENV) models mlflow.db mlflow.db.lock mlruns scores.csv m.json site

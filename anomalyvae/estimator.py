@@ -70,40 +70,123 @@ def log_columns(x: torch.Tensor) -> torch.Tensor:
 class AnomalyVAE(OutlierMixin, BaseEstimator):
     """Anomaly detection by variational-autoencoder reconstruction, with scikit-learn's outlier-detector API.
 
+    Fit on normal data only: images (N, H, W), (N, H, W, C) or (N, C, H, W), or feature vectors (N, D). A
+    VAE learns the normal data, a latent model and the score statistics are fitted on it, and the threshold
+    is calibrated on a held-out part of it, so no anomaly examples are needed.
+
+    Signs: `score_samples` and `decision_function` are higher = more normal (scikit-learn's convention, as
+    `IsolationForest`); `anomaly_scores` is higher = more anomalous (every named score); `predict` is +1 for
+    inliers and -1 for outliers. PyOD's `decision_function(X)` is `-score_samples(X)` here, and PyOD's
+    `predict(X) == 1` is `predict(X) == -1` here.
+
     Parameters
     ----------
-    input_kind : {"auto", "images", "features"}
+    input_kind : {"auto", "images", "features"}, default="auto"
         How X is read (anomalyvae/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images.
-    detector : {"auto", "global", "local"}
-        global: one VAE of whole inputs; local: a VAE of image patches and a memory bank of their normal codes
-        (anomalyvae/local.py), for photos and inspection images; auto: global for arrays (from the CLI, local for
-        folders of images).
-    scales, bank_size, bank_subsampling
-        The local detector's pyramid scales, normal codes kept per scale, and how they are thinned (memory.py).
-    arch : {"auto", "conv", "mlp"}
-        auto: a convolutional VAE for images (depth follows the image size), an MLP for feature vectors.
-    image_size, channels : int or None
-        Images are resized to image_size x image_size and converted to 1 or 3 channels; None keeps X's.
-    epochs : int or None
+    detector : {"auto", "global", "local"}, default="auto"
+        "global": one VAE of whole inputs; "local": a VAE of image patches and a memory bank of their normal
+        codes (anomalyvae/local.py), for photos and inspection images; "auto": global for arrays (from the
+        CLI, local for folders of images).
+    scales : int, default=3
+        The local detector's pyramid scales (1, 1/2, 1/4, ...) whose patches it learns and searches.
+    bank_size : int, default=131072
+        The local detector's normal patch codes kept per scale (anomalyvae/memory.py).
+    bank_subsampling : {"random", "coreset"}, default="random"
+        How the local detector's bank is thinned to `bank_size`.
+    arch : {"auto", "conv", "mlp"}, default="auto"
+        "auto": a convolutional VAE for images of side 16 or more (depth follows the image size), an MLP for
+        smaller images and for feature vectors.
+    latent_dim : int or None, default=None
+        Dimensions of the code z; None: 20 for an MLP on images (the seeds' 784-400-20), 16 for conv, 8 for
+        feature vectors.
+    hidden : int, default=400
+        The MLP's hidden width.
+    width : int, default=16
+        The conv model's channels in its first layer, doubled at each stride-2 step.
+    conv_hidden : int, default=256
+        The conv model's dense layer between the convolutions and the code.
+    image_size : int or None, default=None
+        Images are resized to image_size x image_size; None keeps X's size (X must then be square).
+    channels : {1, 3} or None, default=None
+        Images are converted to 1 (grey) or 3 (RGB) channels; None keeps X's.
+    epochs : int or None, default=None
         None: images, about 2,300 optimiser steps (6 epochs on 54k images, at most 30); feature vectors,
         2,000 steps whatever the number of rows (config.feature_schedule).
-    anomaly_score : str
-        The score `score_samples`, `decision_function` and `predict` use (see `anomalyvae.scores.SCORES`);
-        Config's `score` (scikit-learn reserves the name `score` for a method).
-    fpr : float
+    batch_size : int, default=128
+        Inputs per optimiser step.
+    lr : float, default=1e-3
+        Adam's learning rate.
+    patience : int, default=5
+        Early stopping: epochs without a better held-out negative ELBO.
+    kl_warmup_epochs : int, default=0
+        The KL term's weight rises linearly from 0 to `beta` over this many epochs.
+    beta : float or None, default=None
+        The KL term's weight (beta-VAE); None: 1, the plain ELBO.
+    free_bits : float, default=0.0
+        Nats of KL per latent dimension that are not penalised (Kingma et al. 2016).
+    use_labels : bool, default=False
+        Opt-in: `fit(X, y)` takes the normal samples' classes; a classification head on the code learns them
+        with the VAE, the score "class" (the head's entropy, nats; higher = more anomalous) exists and joins
+        the default "combined" sum, and `looks_like(X)` says which normal class each input resembles.
+    val_fraction : float, default=0.1
+        The share of X held out for early stopping, the score statistics and the threshold.
+    anomaly_score : str, default="combined"
+        The score that `score_samples`, `decision_function` and `predict` use, from `anomalyvae.scores.SCORES`
+        (Config's `score`: scikit-learn reserves the name `score` for a method). The local detector's is
+        "local".
+    combine : str or None, default=None
+        Comma-separated components that "combined" sums, each standardised on held-out normal data; None:
+        `anomalyvae.config.DEFAULT_COMBINE` ("hknn,latent" for images, "xknn" for feature vectors; plus
+        "class" with `use_labels`).
+    knn_k : int, default=5
+        Neighbours of the `knn` and `xknn` scores.
+    latent_components : int, default=10
+        Components of the Gaussian mixture of the normal codes (the `latent` score).
+    iwae_samples : int, default=16
+        Importance samples of the `iwae` score.
+    fpr : float, default=0.05
         Target false-positive rate: the threshold is set on the held-out `val_fraction` of X.
-    contamination : float in (0, 0.5] or None
-        scikit-learn's meaning: the fraction of X to flag, threshold set on the scores of all of X; None uses fpr.
-    random_state : int, RandomState or None
-        Seeds the split, the initial weights and the training order.
-    The other parameters are the `Config` fields of the same name (anomalyvae/config.py).
+    contamination : float in (0, 0.5] or None, default=None
+        scikit-learn's meaning: the fraction of X to flag, the threshold set on the scores of all of X; None
+        uses `fpr`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, the initial weights and the training order; None draws a seed.
+    device : str, default="auto"
+        "auto", "cpu", "cuda", "cuda:N" or "mps"; "auto" takes a CUDA GPU when there is one.
+    threads : int or None, default=None
+        torch's intra-op threads; None: $OMP_NUM_THREADS, else the CPUs the load average leaves idle.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        The network's precision; "auto" is float32 today (scores must not depend on batching).
 
     Attributes
     ----------
-    config_ : Config, the resolved configuration; model_ : the VAE; state_ : ScoreState (latent mixture,
-    normal codes, score statistics); threshold_ : float, on the anomaly score; offset_ : float (= -threshold_);
-    score_ : str; input_shape_ : tuple, one sample's shape; n_features_in_ : int (pixels x channels for images);
-    history_ : list of per-epoch losses; info_ : dict (sizes, timings, validation FPR).
+    config_ : Config
+        The resolved configuration (anomalyvae/config.py).
+    model_ : torch.nn.Module
+        The fitted VAE.
+    state_ : ScoreState
+        What scoring learnt besides the network: latent mixture, normal codes, memory banks, score statistics.
+    threshold_ : float
+        The threshold on the anomaly score: an input whose score is above it is an outlier.
+    offset_ : float
+        `-threshold_`, so that `decision_function = score_samples - offset_`.
+    score_ : str
+        The name of the score `score_samples` and `predict` use.
+    input_shape_ : tuple of int
+        One sample's shape: (C, H, W) for images, (D,) for feature vectors.
+    n_features_in_ : int
+        Pixels x channels for images, D for feature vectors.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The column names of a DataFrame X; only set when X had string column names.
+    history_ : list of dict
+        Per-epoch losses.
+    info_ : dict
+        Sizes, timings, the held-out false-positive rate and warnings of the fit.
+
+    See Also
+    --------
+    anomalyvae.scores : The registry of score names.
+    sklearn.ensemble.IsolationForest : The same contract.
     """
 
     def __init__(self, *, input_kind="auto", detector=Config.detector, scales=Config.scales,
@@ -150,6 +233,19 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     # -- construction from a Config (the CLI's path) ---------------------------------------------------
     @classmethod
     def from_config(cls, cfg: Config) -> "AnomalyVAE":
+        """An unfitted estimator with the hyper-parameters of a `Config` (the CLI's path).
+
+        Parameters
+        ----------
+        cfg : Config
+            A configuration (anomalyvae/config.py); its `score` and `seed` become `anomaly_score` and
+            `random_state`.
+
+        Returns
+        -------
+        AnomalyVAE
+            Not fitted.
+        """
         return cls(**{p: getattr(cfg, p) for p in CONFIG_PARAMS}, anomaly_score=cfg.score, random_state=cfg.seed)
 
     def _config(self, kind: str, shape: tuple[int, ...], base: Config | None = None) -> Config:
@@ -197,10 +293,35 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Fit on normal data X. Returns self.
+        """Fit the detector on normal data.
 
-        y is ignored (it is here for Pipeline compatibility) unless use_labels=True: then y holds the class of
-        each normal sample (non-negative ints), which a classification head on the code learns."""
+        Holds out `val_fraction` of X, trains the VAE on the rest, fits the latent model and the score
+        statistics, and calibrates the threshold on the held-out part (or, with `contamination`, on all of X).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W), (n_samples, H, W, C), (n_samples, C, H, W) or (n_samples, D)
+            Normal data only: images as uint8 in 0..255 or floats in [0, 1], or feature vectors (anomalyvae/
+            inputs.py states the rule). numpy, torch, pandas and nested lists are accepted.
+        y : None or array-like of shape (n_samples,)
+            Ignored (here for Pipeline compatibility) unless ``use_labels=True``: then the class of each normal
+            sample (non-negative ints), which a classification head on the code learns.
+
+        Returns
+        -------
+        self : AnomalyVAE
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            X is out of range (floats outside [0, 1], NaN, ...) or too small (fewer than 2 samples), or a
+            parameter is invalid: `anomalyvae.errors.InvalidInput`, a ValueError and an `AnomalyVAEError`.
+        anomalyvae.errors.TrainingDiverged
+            The loss became NaN or infinite (lower `lr`).
+        KeyboardInterrupt
+            Training was interrupted (Ctrl-C).
+        """
         if hasattr(self, "_channel_note_given"):
             del self._channel_note_given
         data = self._read(X, reset=True)
@@ -245,10 +366,35 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     def fit_splits(self, cfg: Config, train: Split, val: Split, out: Path | None = None, resume: bool = False,
                    on_step: Callable | None = None, on_epoch: Callable | None = None, run_id: str | None = None,
                    info: dict[str, Any] | None = None, on_phase: Callable[[str], None] | None = None):
-        """Fit network, latent model, normalisation and threshold on prepared splits; returns train.FitResult.
+        """Fit network, latent model, score statistics and threshold on prepared splits.
 
-        `train` is normal data for the network and the latent model, `val` held-out normal data for early
-        stopping, the score statistics and the threshold. Used by `fit(X)` and by `anomalyvae train`.
+        The step `fit(X)` and `anomalyvae train` share; most callers want `fit`.
+
+        Parameters
+        ----------
+        cfg : Config
+            The resolved configuration.
+        train : Split
+            Normal data for the network and the latent model: `images` (N, C, H, W) uint8 or (N, D) floats.
+        val : Split
+            Held-out normal data for early stopping, the score statistics and the threshold.
+        out : Path or None, default=None
+            A model directory for checkpoints (`--resume`); None writes nothing.
+        resume : bool, default=False
+            Continue from the checkpoint in `out`.
+        on_step, on_epoch : callable or None, default=None
+            Called after each optimiser step (epoch, step, steps, loss) and each epoch (its statistics).
+        run_id : str or None, default=None
+            The MLflow run, stored in checkpoints so that a resumed training continues it.
+        info : dict or None, default=None
+            Extra entries for `info_`.
+        on_phase : callable or None, default=None
+            Called with a line saying what runs after the last step (calibration).
+
+        Returns
+        -------
+        train.FitResult
+            The best model, the per-epoch history and how training ended (interrupted, diverged).
         """
         from . import distributed
         from .train import fit as fit_network
@@ -333,24 +479,60 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     # -- scoring -----------------------------------------------------------------------------------------
     def default_scores(self) -> tuple[str, ...]:
-        """What `anomaly_scores` returns unless told: every cheap score of the input kind, and the model's own."""
+        """The scores `anomaly_scores` returns unless told.
+
+        Returns
+        -------
+        tuple of str
+            Every score of the fitted input kind and detector that costs one network pass (all but `iwae`),
+            and the model's own score.
+        """
         check_is_fitted(self)
         cheap = [s for s in available(self.config_.input_kind, self.config_.detector, self.config_.use_labels)
                  if SCORES[s].cheap]
         return tuple(dict.fromkeys([*cheap, self.score_]))
 
     def anomaly_scores(self, X, which=None, _prepared: bool = False) -> dict[str, np.ndarray]:
-        """Every named score (or those in `which`) as float64 arrays; higher = more anomalous."""
+        """Every named score of X; higher = more anomalous.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Images or feature vectors of the kind the model was fitted on (see `fit`).
+        which : iterable of str or None, default=None
+            Score names from `anomalyvae.scores.SCORES`; None: `default_scores()`. A score that does not exist
+            for the model's input kind or detector is a ValueError naming the ones that do.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n_samples,)
+            float64 scores, higher = more anomalous, deterministic per input (independent of batching).
+        """
         check_is_fitted(self)
         data = X if _prepared else self._read(X, reset=False)
         which = list(which) if which is not None else list(self.default_scores())
         return score_inputs(self.model_, data, self.state_, self.config_, which)
 
     def explain(self, X):
-        """Each feature's share of each row's anomaly (anomalyvae/explain.py says how), for feature vectors.
+        """Each feature's share of each row's anomaly, for feature vectors (anomalyvae/explain.py says how).
 
-        Returns a pandas DataFrame (n_samples, n_features), rows summing to 1, with X's column names (and its
-        index) when X is a DataFrame, else the names seen in fit, else x0, x1, ...
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Feature vectors with the columns the model was fitted on.
+
+        Returns
+        -------
+        pandas.DataFrame of shape (n_samples, n_features)
+            Shares in [0, 1], each row summing to 1; the larger a feature's share, the more of the row's
+            (higher = more anomalous) default score it accounts for. Columns are X's names when X is a
+            DataFrame (with its index), else the names seen in fit, else x0, x1, ...
+
+        Raises
+        ------
+        ValueError
+            The model was fitted on images (their anomaly map shows where), or its score has no per-feature
+            part.
         """
         import pandas as pd
 
@@ -372,8 +554,21 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                             index=index)
 
     def maps_and_recons(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Anomaly maps (N, S, S) and reconstructions (N, C, S, S) in [0, 1] of prepared images: the global
-        model's smoothed per-pixel error (heatmaps.py) or the local detector's novelty map (local.py)."""
+        """Anomaly maps and reconstructions of prepared images.
+
+        Parameters
+        ----------
+        images : torch.Tensor of shape (N, C, S, S)
+            Images already in the model's channels and size S (uint8, or floats in [0, 1]).
+
+        Returns
+        -------
+        maps : ndarray of shape (N, S, S)
+            Higher = more anomalous: the global model's smoothed per-pixel squared error (heatmaps.py), or the
+            local detector's novelty map (local.py).
+        recons : ndarray of shape (N, C, S, S)
+            Reconstructions in [0, 1].
+        """
         check_is_fitted(self)
         if self.config_.detector != "local":
             from .heatmaps import maps_and_recons
@@ -391,20 +586,61 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         return np.concatenate(maps), np.concatenate(recs)
 
     def score_samples(self, X) -> np.ndarray:
-        """The default score, negated: higher = more normal (scikit-learn's convention)."""
+        """The default score, negated: higher = more normal (scikit-learn's convention).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Images or feature vectors of the kind the model was fitted on (see `fit`).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            `-anomaly_scores(X)[score_]`: higher = more normal.
+        """
         check_is_fitted(self)
         return -self.anomaly_scores(X, which=[self.score_])[self.score_]
 
     def decision_function(self, X) -> np.ndarray:
-        """score_samples - offset_: negative for outliers."""
+        """`score_samples(X) - offset_`: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Images or feature vectors of the kind the model was fitted on (see `fit`).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Higher = more normal; below 0 exactly where the default score is above `threshold_`.
+        """
         return self.score_samples(X) - self.offset_
 
     def predict(self, X) -> np.ndarray:
-        """+1 for inliers, -1 for outliers (default score above the calibrated threshold)."""
+        """Label each input inlier or outlier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Images or feature vectors of the kind the model was fitted on (see `fit`).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            +1 for inliers, -1 for outliers (the default score above `threshold_`).
+        """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
     # -- the model directory -------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
+        """What the model file's header holds besides the tensors.
+
+        Returns
+        -------
+        dict
+            Version, creation time, the resolved config, input shape, preprocessing, score, threshold, score
+            statistics and fit information: `model.json` is this dict.
+        """
         check_is_fitted(self)
         meta = {
             "anomalyvae_version": __version__,
@@ -427,7 +663,21 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         return meta
 
     def save(self, out: str | Path) -> Path:
-        """Write model.safetensors (authoritative) and model.json (a readable copy) into `out`."""
+        """Write the model directory: model.safetensors (authoritative) and model.json (a readable copy).
+
+        Each file is written to a temporary name and renamed into place, so a kill leaves the previous
+        complete model or the new one.
+
+        Parameters
+        ----------
+        out : str or Path
+            The folder; created if missing, a model already there is replaced.
+
+        Returns
+        -------
+        Path
+            `out`.
+        """
         out = Path(out)
         meta = self.metadata()
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
@@ -438,7 +688,25 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "AnomalyVAE":
-        """Read a model directory (or its model.safetensors) as data, never unpickled, onto `device`."""
+        """Read a model directory written by `save` or `anomalyvae train`, as data (never unpickled).
+
+        Parameters
+        ----------
+        path : str or Path
+            The model directory, or its model.safetensors.
+        device : str, default="auto"
+            Where it runs: "auto", "cpu", "cuda", "cuda:N" or "mps" (a model trained anywhere loads anywhere).
+
+        Returns
+        -------
+        AnomalyVAE
+            The fitted estimator.
+
+        Raises
+        ------
+        ModelDirError
+            A missing, incomplete or tampered model (the checksum), another format version, or a pickle.
+        """
         from .device import resolve as resolve_device
         from .runtime import set_threads
 

@@ -13,6 +13,25 @@ from .errors import InvalidInput
 
 @dataclass(frozen=True)
 class ScoreInfo:
+    """One score of the registry: its name, what it is, and where it exists.
+
+    Parameters
+    ----------
+    name : str
+        The score's name, as `--score`, `anomaly_score=` and the CSV and MLflow columns spell it.
+    help : str
+        One line on what it computes (the CLI's help and the docs' score table show it).
+    needs : tuple of str, default=()
+        Fitted state beyond the network: "mixture", "codes", "rows", "bank", "normalisation".
+    image_only : bool, default=False
+        Meaningless for feature vectors (it needs a pixel grid).
+    features_only : bool, default=False
+        Kept for feature vectors only (a bank of raw images would not fit in memory).
+    cheap : bool, default=True
+        One encoder and one decoder pass per input (`iwae` takes K decoder passes, so it is computed only on
+        request).
+    """
+
     name: str
     help: str
     needs: tuple[str, ...] = ()  # fitted state beyond the network: "mixture", "codes", "normalisation"
@@ -45,14 +64,32 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",
               needs=("normalisation",)),
 )}
+"""Every score by name. Each is higher = more anomalous and deterministic for a given input and model."""
 NAMES: tuple[str, ...] = tuple(SCORES)
+"""The score names, in the registry's order."""
 LOCAL: tuple[str, ...] = ("local",)  # what the local detector computes; the global detector, all the others
+"""The scores of the local detector; the global detector computes all the others."""
 COMPONENTS: tuple[str, ...] = tuple(n for n in NAMES if n not in ("combined", *LOCAL))
+"""The scores that `combined` may sum (the `combine` setting)."""
 
 
 def available(input_kind: str, detector: str = "global", labels: bool = False) -> tuple[str, ...]:
-    """The scores that exist for 'images' or 'features' input, for the 'global' or the 'local' detector, with
-    or without class labels in training (use_labels)."""
+    """The scores that exist for an input kind, a detector and a model with or without class labels.
+
+    Parameters
+    ----------
+    input_kind : {"images", "features"}
+        What the model takes.
+    detector : {"global", "local"}, default="global"
+        The detector.
+    labels : bool, default=False
+        Whether the model learnt the normal classes' labels (``use_labels``): only then does ``class`` exist.
+
+    Returns
+    -------
+    tuple of str
+        Score names in the registry's order, each higher = more anomalous.
+    """
     if detector == "local":
         return LOCAL
     return tuple(n for n in NAMES if n not in LOCAL and (labels or not SCORES[n].labels)
@@ -61,7 +98,32 @@ def available(input_kind: str, detector: str = "global", labels: bool = False) -
 
 def check(names, input_kind: str = "images", what: str = "score", detector: str = "global",
           labels: bool = False) -> list[str]:
-    """Validate score names for an input kind; a clear error names the bad one and the choices."""
+    """Validate score names for an input kind, a detector and a model with or without class labels.
+
+    Parameters
+    ----------
+    names : iterable of str
+        The score names to check.
+    input_kind : {"images", "features"}, default="images"
+        What the model takes.
+    what : str, default="score"
+        How the error message calls a name ("score", "combine component").
+    detector : {"global", "local"}, default="global"
+        The detector.
+    labels : bool, default=False
+        Whether the model learnt the normal classes' labels (``use_labels``).
+
+    Returns
+    -------
+    list of str
+        `names`, unchanged, when every one exists for `input_kind`, `detector` and `labels`.
+
+    Raises
+    ------
+    anomalyvae.errors.InvalidInput
+        A name is unknown or does not exist for this input kind, detector or model; the message names it and
+        the choices (a ValueError).
+    """
     names = list(names)
     ok = available(input_kind, detector, labels)
     for n in names:
@@ -84,4 +146,11 @@ def check(names, input_kind: str = "images", what: str = "score", detector: str 
 
 
 def help_text() -> str:
+    """The score names as the CLI's help shows them: "recon | elbo | ...".
+
+    Returns
+    -------
+    str
+        `NAMES` joined by " | ".
+    """
     return " | ".join(NAMES)

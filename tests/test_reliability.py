@@ -336,7 +336,7 @@ def test_a_kill_between_temp_write_and_rename_leaves_the_previous_model(tmp_path
     assert AnomalyVAE.load(tmp_path / "models" / "m").threshold_ == tiny_detector.threshold_
 
 
-# -- the exit codes in the README's table ---------------------------------------------------------------
+# -- the exit codes in the table of docs/failures.md ----------------------------------------------------
 
 def test_a_wrong_flag_is_exit_2(cli):
     code, _, err = cli("train", "--epochs", "many")
@@ -418,7 +418,7 @@ def test_from_python_a_kill_ends_the_process_and_no_except_exception_can_swallow
     assert "swallowed" not in r.stdout and "carried on" not in r.stdout
 
 
-def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the_readme_says(
+def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the_docs_say(
         tmp_path, mnist_dir, monkeypatch):
     from conftest import ROOT
 
@@ -430,9 +430,9 @@ def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the
     det, out = train_detector(make_config(**TINY, data_dir=str(mnist_dir), limit=300, epochs=1), tmp_path / "m")
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no mlflow.db, no mlruns/
     assert det.info_["mlflow_run_id"] is None
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    guide = " ".join((ROOT / "docs" / "guides" / "python.md").read_text().split())
     assert "From Python, MLflow tracking is off unless you pass a `Tracker`; the CLI tracks unless `--no-tracking`" \
-        in readme
+        in guide
 
 
 def test_the_cli_signal_handler_says_what_it_does_without_running_rich(monkeypatch, capfd):

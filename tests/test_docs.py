@@ -1,0 +1,150 @@
+"""The README and the documentation site (issue 23): a short README, and figures that cannot go stale.
+
+Benchmark pages show the files in benchmarks/results/ that the benchmark scripts wrote (docs/hooks.py includes
+them at build time), so a rerun updates them. What is typed by hand around them, the README's headline table
+and the prose of the benchmark pages, is checked here against those files: a figure that a rerun changed
+fails this test until the text says the new one. `make docs` (CI) builds the site with --strict.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+RESULTS = ROOT / "benchmarks" / "results"
+INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.M)
+NAMED = re.compile(r"benchmarks/results/([\w.-]+)")
+# an AUROC, AUPRC, AUPRO or ratio to three or four decimals, as the results files print them
+FIGURE = re.compile(r"(?<![\w.])\d\.\d{3,4}(?![\d])")
+NUMBER = re.compile(r"\d+\.\d+")
+
+
+def slug(heading: str) -> str:
+    """The anchor of a heading, as Python-Markdown's toc and GitHub make it."""
+    text = unicodedata.normalize("NFKD", heading).encode("ascii", "ignore").decode()
+    return re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", text).strip().lower())
+
+
+def section(text: str, anchor: str | None) -> str:
+    """The part of a page under the heading with this anchor, up to the next heading as high; all without one."""
+    if not anchor:
+        return text
+    headings = list(re.finditer(r"^(#+) (.*)$", text, re.M))
+    for i, h in enumerate(headings):
+        if slug(h[2]) == anchor:
+            end = next((g.start() for g in headings[i + 1:] if len(g[1]) <= len(h[1])), len(text))
+            return text[h.start():end]
+    raise AssertionError(f"no heading with anchor #{anchor}")
+
+
+def sources(text: str) -> list[Path]:
+    """The results files a piece of a page includes or names."""
+    return sorted({RESULTS / Path(p).name for p in INCLUDE.findall(text)} | {RESULTS / n for n in NAMED.findall(text)})
+
+
+def appears(figure: str, files: list[Path]) -> bool:
+    """Whether a figure is one of the files' numbers as printed, or rounded to the figure's decimals."""
+    places = len(figure.split(".")[1])
+    value = float(figure)
+    return any(abs(float(n) - value) <= 0.5 * 10 ** -places + 1e-12
+               for f in files for n in NUMBER.findall(f.read_text()))
+
+
+def checked_prose(text: str) -> str:
+    """The page without its include lines and its "Other runs" paragraphs and sections (figures measured by
+    earlier runs or by commands that write no results file, each stated with its command)."""
+    text = INCLUDE.sub("", text)
+    text = re.sub(r"^(#+) Other runs.*?(?=^#{1,2} |\Z)", "", text, flags=re.M | re.S)
+    return "\n\n".join(p for p in re.split(r"\n\s*\n", text) if not p.lstrip().startswith("**Other runs."))
+
+
+def test_the_readme_is_short():
+    assert len(README.read_text()) <= 10_000
+
+
+def test_the_readme_starts_with_the_two_setup_commands():
+    first_block = README.read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split()[:2] for line in first_block.splitlines()] == [["make", "demo"], ["make", "test"]]
+
+
+def headline_rows() -> list[tuple[str, str, str | None]]:
+    """(row, page, anchor) of the README's results table."""
+    table = README.read_text().split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")
+            and not line.startswith("| ---")]
+    out = []
+    for row in rows:
+        link = re.search(r"\]\((docs/[\w/.-]+\.md)(?:#([\w-]+))?\)", row)
+        assert link, f"a headline row links to its benchmark page: {row}"
+        out.append((row, link[1], link[2]))
+    return out
+
+
+def test_the_readme_headline_table_links_each_row_to_a_benchmark_page():
+    rows = headline_rows()
+    assert len(rows) >= 4
+    for _, page, _ in rows:
+        assert page.startswith("docs/benchmarks/") and (ROOT / page).is_file(), page
+
+
+@pytest.mark.parametrize("row, page, anchor", headline_rows(), ids=lambda v: str(v)[:40])
+def test_each_readme_headline_figure_is_in_the_results_file_its_page_shows(row, page, anchor):
+    files = sources(section((ROOT / page).read_text(), anchor))
+    assert files, f"{page}#{anchor} shows no results file"
+    figures = NUMBER.findall(row)
+    assert figures, row
+    missing = [f for f in figures if not appears(f, files)]
+    assert not missing, f"{missing} of '{row[:60]}...' are not in {[f.name for f in files]}: rerun and update"
+
+
+BENCHMARK_PAGES = sorted((DOCS / "benchmarks").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", BENCHMARK_PAGES, ids=lambda p: p.name)
+def test_every_figure_in_a_benchmark_page_prose_is_in_the_results_files_its_section_shows(page):
+    for part in re.split(r"^(?=## )", page.read_text(), flags=re.M):
+        figures = FIGURE.findall(checked_prose(part))
+        if not figures:
+            continue
+        files = sources(part)
+        heading = part.splitlines()[0]
+        assert files, f"{page.name}, '{heading}': figures {figures} but no results file included or named"
+        missing = [f for f in figures if not appears(f, files)]
+        assert not missing, (f"{page.name}, '{heading}': {missing} are in none of {[f.name for f in files]}: a "
+                             "rerun changed them (update the text), or they belong in an '**Other runs.**' "
+                             "paragraph with the command that measured them")
+
+
+def test_every_include_names_a_results_file_and_every_results_file_is_shown():
+    included = set()
+    for page in DOCS.rglob("*.md"):
+        for path in INCLUDE.findall(page.read_text()):
+            assert (ROOT / path).is_file() and (ROOT / path).parent == RESULTS, f"{page.name}: {path}"
+            included.add(Path(path).name)
+    written = {p.name for p in RESULTS.iterdir() if p.suffix in (".md", ".txt")}
+    assert written - included == set(), "results files that no benchmark page shows"
+
+
+def test_the_scores_page_has_a_section_for_every_score_of_the_registry():
+    from anomalyvae.scores import NAMES
+
+    text = (DOCS / "concepts" / "scores.md").read_text()
+    assert re.findall(r"^## `(\w+)`$", text, re.M) == list(NAMES)
+    assert "<!-- scores-table -->" in text  # the registry's own table, written at build time
+
+
+def test_the_cli_reference_is_the_help_of_the_commands():
+    assert "<!-- cli-help -->" in (DOCS / "reference" / "cli.md").read_text()
+
+
+def test_every_docs_page_is_in_the_site_navigation():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    assert {p for p in pages if f": {p}" not in nav} == set()
