@@ -112,6 +112,9 @@ class Config:
         if self.arch == "auto":
             self.arch = ("mlp" if self.detector == "local" or self.input_kind != "images"
                          or (self.image_size or 28) < 16 else "conv")
+        if self.use_labels and self.dataset in LAYOUT_DATASETS:
+            raise bad("use_labels", f"needs the normal data's classes, which --dataset {self.dataset} does not have; "
+                      "use a class dataset (mnist, fashion-mnist) or AnomalyVAE(use_labels=True).fit(X, y)")
         if self.use_labels and self.detector == "local":
             raise bad("use_labels", "needs the global detector (class labels describe whole images); "
                       "add --detector global")

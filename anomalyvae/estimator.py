@@ -585,6 +585,27 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             return np.zeros((0, *images.shape[-2:]), np.float32), np.zeros((0, *images.shape[1:]), np.float32)
         return np.concatenate(maps), np.concatenate(recs)
 
+    def looks_like(self, X) -> np.ndarray | None:
+        """The normal class the classification head assigns to each input (models fitted with use_labels).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or None
+            Class labels as given to `fit`; None for a model fitted without labels.
+        """
+        check_is_fitted(self)
+        if not hasattr(self.model_, "head"):
+            return None
+        from .model import class_logits
+        from .scoring import batch_for, batches
+
+        data = self._read(X, reset=False)
+        model = self.model_.eval()
+        with torch.inference_mode():
+            picks = [class_logits(model, model.encode(model.prepare(data[sl]))[0]).argmax(1).cpu()
+                     for sl in batches(len(data), batch_for(data))]
+        return model.classes.cpu()[torch.cat(picks)].numpy()
+
     def score_samples(self, X) -> np.ndarray:
         """The default score, negated: higher = more normal (scikit-learn's convention).
 

@@ -48,6 +48,7 @@ def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size
 
     Each file is prepared as the model's training images were: its size and channels (images.py)."""
     which = det.default_scores()
+    labelled = hasattr(det.model_, "head")
     channels, size = det.input_shape_[0], det.input_shape_[-1]
     for chunk in _chunks(iter_image_files(paths), chunk_size):
         arrays, ok, errors = [], [], [f.error for f in chunk]
@@ -63,6 +64,8 @@ def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size
         # columns as arrays, then one DataFrame: per-column .loc assignments cost ~12 us a file (profiled)
         cols: dict = {"path": [display_path(f.path) for f in chunk]}
         cols.update({name: np.full(n, np.nan) for name in which})
+        if labelled:  # use_labels: the normal class each file resembles (-1: not scored)
+            cols["looks_like"] = np.full(n, -1, dtype=np.int64)
         flagged, missing = np.zeros(n, bool), np.ones(n, bool)
         if ok:
             idx = np.asarray(ok)
@@ -70,6 +73,8 @@ def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size
             for name in which:
                 cols[name][idx] = scores[name]
             flagged[idx] = scores[det.score_] > det.threshold_
+            if labelled:
+                cols["looks_like"][idx] = det.looks_like(as_nchw(np.stack(arrays)))
             missing[idx] = False
         cols["is_anomaly"] = pd.arrays.BooleanArray(flagged, missing)
         cols["error"] = [e or "" for e in errors]
@@ -115,7 +120,8 @@ def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path |
                 on_chunk(len(frame))
         if tmp is not None:
             if summary.n_files == 0:
-                pd.DataFrame(columns=["path", *det.default_scores(), "is_anomaly", "error"]).to_csv(tmp, index=False)
+                pd.DataFrame(columns=["path", *det.default_scores(), *(["looks_like"] if hasattr(det.model_, "head") else []),
+                              "is_anomaly", "error"]).to_csv(tmp, index=False)
             os.replace(tmp, csv)
             tmp = None
     except OSError as e:  # images that cannot be read are rows; this is the CSV itself (full disk, bad --out)

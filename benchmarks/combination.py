@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-COMPONENTS = ("recon", "elbo", "blur", "peak", "latent", "knn")
+COMPONENTS = ("recon", "elbo", "blur", "peak", "latent", "knn", "hknn")
 
 
 def perturb(images, seed: int) -> dict[str, np.ndarray]:

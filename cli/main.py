@@ -231,6 +231,10 @@ def train(
     free_bits: Optional[float] = typer.Option(None, "--free-bits", metavar="X", help=_help(
         "Nats per latent dimension below which KL is not penalised (against posterior collapse).",
         Config.free_bits)),
+    use_labels: bool = typer.Option(False, "--use-labels", help=_help(
+        "Opt-in: also learn the normal classes' labels (class datasets) with a classification head on the code; "
+        "adds the score 'class' to the default sum, and the scored table says which normal class each input "
+        "looks like.", "off")),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help=_help(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
@@ -274,7 +278,7 @@ def train(
                                 channels=channels, image_size=image_size, detector=detector, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
-                 fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
+                 use_labels=use_labels or None, fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
     if register and no_tracking:
@@ -544,8 +548,12 @@ def score(
     table.add_column("path", overflow="fold")
     table.add_column(det.score_, justify="right")
     table.add_column("anomaly")
+    labelled = hasattr(det.model_, "head")  # --use-labels: the normal class each file looks like
+    if labelled:
+        table.add_column("looks like", justify="right")
     for row in summary.top:
-        table.add_row(Text(row["path"]), f"{row[det.score_]:.3f}", "[red]yes[/]" if row["is_anomaly"] else "no")
+        table.add_row(Text(row["path"]), f"{row[det.score_]:.3f}", "[red]yes[/]" if row["is_anomaly"] else "no",
+                      *([str(row["looks_like"])] if labelled else []))
     console.print(table)
     for row in summary.errors:
         err.print(Text("skipped ", style="yellow") + Text(f"{row['path']}: {row['error']}"), highlight=False)

@@ -1,0 +1,86 @@
+"""Issue 21: the hidden-layer memory bank (hknn) and the opt-in classification head (use_labels, score 'class')."""
+
+import numpy as np
+import pytest
+
+from anomalyvae import AnomalyVAE
+from anomalyvae.config import make_config
+from anomalyvae.errors import AnomalyVAEError, InvalidInput
+from anomalyvae.idx import read_idx
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    x = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")[:4000]
+    y = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")[:4000].astype(np.int64)
+    xt = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:1000]
+    yt = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")[:1000].astype(np.int64)
+    return x, y, xt, yt
+
+
+@pytest.fixture(scope="module")
+def labelled(digits, tmp_path_factory):
+    """Digits 0-8 with their labels, 4 epochs on ~3,200 images (about 20 s on one thread)."""
+    x, y, _, _ = digits
+    det = AnomalyVAE(use_labels=True, epochs=4, random_state=0, threads=1).fit(x[y != 9], y[y != 9])
+    path = det.save(tmp_path_factory.mktemp("labelled") / "m")
+    return det, path
+
+
+def test_the_head_learns_the_normal_classes_and_says_which_one_an_input_looks_like(labelled, digits):
+    det, _ = labelled
+    _, _, xt, yt = digits
+    assert det.model_.classes.tolist() == list(range(9))
+    normal = yt != 9
+    picked = det.looks_like(xt[normal])
+    assert set(np.unique(picked)) <= set(range(9))
+    assert (picked == yt[normal]).mean() > 0.6  # chance is 1/9: the head learnt the labels it was given
+
+
+def test_class_is_the_heads_entropy_and_joins_the_default_sum(labelled, digits):
+    det, _ = labelled
+    _, _, xt, yt = digits
+    assert det.config_.combine_parts() == ["hknn", "latent", "class"]
+    s = det.anomaly_scores(xt, which=["class", "combined"])
+    assert np.all(s["class"] >= -1e-6) and np.all(s["class"] <= np.log(9) + 1e-5)  # an entropy over 9 classes
+    assert s["class"][yt != 9].mean() < 0.75 * np.log(9)  # sure of the normal digits, not uniform over them
+
+
+def test_a_saved_labelled_model_loads_with_its_head_and_scores_the_same(labelled, digits):
+    det, path = labelled
+    _, _, xt, _ = digits
+    back = AnomalyVAE.load(path)
+    assert back.model_.classes.tolist() == list(range(9))
+    np.testing.assert_allclose(back.anomaly_scores(xt[:64])["class"], det.anomaly_scores(xt[:64])["class"], atol=1e-5)
+    np.testing.assert_array_equal(back.looks_like(xt[:64]), det.looks_like(xt[:64]))
+
+
+def test_labels_are_checked_in_one_line(digits):
+    x, y, _, _ = digits
+    with pytest.raises(InvalidInput, match=r"call fit\(X, y\)"):
+        AnomalyVAE(use_labels=True, epochs=1).fit(x[:50])
+    with pytest.raises(InvalidInput, match="one class per sample"):
+        AnomalyVAE(use_labels=True, epochs=1).fit(x[:50], y[:40])
+    with pytest.raises(InvalidInput, match="non-negative integer"):
+        AnomalyVAE(use_labels=True, epochs=1).fit(x[:50], -np.ones(50, dtype=int))
+    with pytest.raises(AnomalyVAEError, match="--use-labels"):
+        make_config(score="class")
+    with pytest.raises(AnomalyVAEError, match="use_labels.*does not have"):
+        make_config(dataset="folder", train_dir=".", use_labels=True)
+
+
+def test_a_model_without_labels_has_no_head_and_no_class_score(tiny_detector):
+    assert tiny_detector.looks_like(np.zeros((2, 28, 28), np.uint8)) is None
+    assert "class" not in tiny_detector.default_scores()
+
+
+def test_hknn_keeps_only_live_hidden_units_and_ranks_noise_above_digits(labelled, digits):
+    det, _ = labelled
+    _, _, xt, _ = digits
+    st = det.state_
+    live = int(st.hidden_live.sum())
+    assert 0 < live == st.hidden_codes.shape[1] <= det.config_.conv_hidden
+    assert len(st.hidden_codes) == det.info_["n_train"]  # every normal training input, under HIDDEN_BANK
+    noise = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    s_noise, s_digits = (det.anomaly_scores(a, which=["hknn"])["hknn"] for a in (noise, xt[:200]))
+    assert s_noise.min() > np.percentile(s_digits, 99)
