@@ -371,6 +371,9 @@ def sample(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", metavar="FILE", help="The grid, a PNG."),
     n: int = typer.Option(64, "--n", metavar="N", help="How many samples (8 a row)."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seeds the codes drawn from the prior."),
+    label: Optional[int] = typer.Option(None, "--class", metavar="C", help=(
+        "One normal class (models trained with --use-labels): the prior draws the classification head is "
+        "surest show class C.")),
     tracking_uri: Optional[str] = TrackingOpt,
     device: Optional[str] = DeviceOpt,
     debug: bool = DebugOpt,
@@ -389,7 +392,8 @@ def sample(
 
     det, _ = _load(model, tracking_uri, _device(device))
     what = "patches" if det.config_.detector == "local" else "images"
-    console.print(f"{n} {what} from the prior -> {sample_grid(det, out, n, seed)}", highlight=False)
+    of = f" of class {label}" if label is not None else ""
+    console.print(f"{n} {what}{of} from the prior -> {sample_grid(det, out, n, seed, label)}", highlight=False)
 
 
 def _aborted(out: Path) -> Optional[str]:

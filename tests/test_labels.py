@@ -84,3 +84,20 @@ def test_hknn_keeps_only_live_hidden_units_and_ranks_noise_above_digits(labelled
     noise = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
     s_noise, s_digits = (det.anomaly_scores(a, which=["hknn"])["hknn"] for a in (noise, xt[:200]))
     assert s_noise.min() > np.percentile(s_digits, 99)
+
+
+def test_samples_of_one_class_are_read_back_as_that_class(labelled):
+    from anomalyvae.sampling import prior_samples
+
+    det, _ = labelled
+    agree = [(det.looks_like((prior_samples(det, 16, label=c) * 255).round().byte()) == c).mean() for c in range(9)]
+    assert np.mean(agree) >= 0.4  # chance is 1/9 (this small model: about 0.6)
+    with pytest.raises(InvalidInput, match="not one of the model's normal classes"):
+        prior_samples(det, 4, label=9)
+
+
+def test_sampling_a_class_needs_a_labelled_model(tiny_detector):
+    from anomalyvae.sampling import prior_samples
+
+    with pytest.raises(InvalidInput, match="--use-labels"):
+        prior_samples(tiny_detector, 4, label=0)
