@@ -231,10 +231,10 @@ def train(
     free_bits: Optional[float] = typer.Option(None, "--free-bits", metavar="X", help=_help(
         "Nats per latent dimension below which KL is not penalised (against posterior collapse).",
         Config.free_bits)),
-    use_labels: bool = typer.Option(False, "--use-labels", help=_help(
+    use_labels: bool = _flag("--use-labels",
         "Opt-in: also learn the normal classes' labels (class datasets) with a classification head on the code; "
         "adds the score 'class' to the default sum, and the scored table says which normal class each input "
-        "looks like.", "off")),
+        "looks like."),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help=_help(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
