@@ -37,6 +37,8 @@ demo: setup data
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae train --normal 0-8
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae evaluate --metrics-out m.json
 	$(BIN)/python examples/mnist_pngs.py --out images
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae score images/ --out scores.csv
+	$(BIN)/python examples/mnist_pngs.py --flagged scores.csv
 
 # Debian's headless Chromium renders the MLflow pages in a test: an explicit step (CI's .ci/run calls it), never part
 # of `make test`, which changes nothing outside the checkout; without it that one test skips and says `make browser`

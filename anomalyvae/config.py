@@ -19,7 +19,7 @@ INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
 # measured: benchmarks/detection.py (class images), benchmarks/tabular.py (features); images of a folder or an
 # MVTec-AD layout under the global detector keep the sum they were measured with (synthetic inspection set)
-DEFAULT_COMBINE = {"images": "hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak"}
+DEFAULT_COMBINE = {"images": "knn,hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak"}
 # global: one VAE of whole inputs (class datasets, tables); local: a VAE of image patches with a memory bank
 # of their normal codes (local.py), the default for folders of photos, where a whole-image VAE learns their mean
 DETECTORS = ("auto", "global", "local")
@@ -73,7 +73,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps: auto takes a CUDA GPU when there is one (device.py)
     # scoring and threshold
     score: str = "combined"  # the score that is_anomaly and the threshold use
-    combine: str | None = None  # the z-scored components "combined" sums; None: DEFAULT_COMBINE (hknn,latent for class images)
+    combine: str | None = None  # the z-scored components "combined" sums; None: DEFAULT_COMBINE (knn,hknn,latent for class images)
     iwae_samples: int = 16
     latent_components: int = 10  # Gaussian mixture over mu of the normal data
     knn_k: int = 5

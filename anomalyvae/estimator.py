@@ -136,7 +136,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         "local".
     combine : str or None, default=None
         Comma-separated components that "combined" sums, each standardised on held-out normal data; None:
-        `anomalyvae.config.DEFAULT_COMBINE` ("hknn,latent" for images, "xknn" for feature vectors; plus
+        `anomalyvae.config.DEFAULT_COMBINE` ("knn,hknn,latent" for images, "xknn" for feature vectors; plus
         "class" with `use_labels`).
     knn_k : int, default=5
         Neighbours of the `knn` and `xknn` scores.

@@ -6,7 +6,7 @@ from anomalyvae.errors import AnomalyVAEError
 
 def test_defaults_are_the_dataclass_defaults_with_auto_values_resolved():
     cfg, raw = make_config(), Config()
-    resolved = {"arch": "conv", "latent_dim": 16, "combine": "hknn,latent", "detector": "global",
+    resolved = {"arch": "conv", "latent_dim": 16, "combine": "knn,hknn,latent", "detector": "global",
                 "image_size": 28, "beta": 1.0}  # MNIST: the global detector on 28 px images, so conv
     assert {k: getattr(raw, k) for k in resolved} == {"arch": "auto", "latent_dim": None, "combine": None,
                                                       "detector": "auto", "image_size": None, "beta": None}

@@ -40,7 +40,7 @@ def test_the_head_learns_the_normal_classes_and_says_which_one_an_input_looks_li
 def test_class_is_the_heads_entropy_and_joins_the_default_sum(labelled, digits):
     det, _ = labelled
     _, _, xt, yt = digits
-    assert det.config_.combine_parts() == ["hknn", "latent", "class"]
+    assert det.config_.combine_parts() == ["knn", "hknn", "latent", "class"]
     s = det.anomaly_scores(xt, which=["class", "combined"])
     assert np.all(s["class"] >= -1e-6) and np.all(s["class"] <= np.log(9) + 1e-5)  # an entropy over 9 classes
     assert s["class"][yt != 9].mean() < 0.75 * np.log(9)  # sure of the normal digits, not uniform over them
