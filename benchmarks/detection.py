@@ -130,20 +130,14 @@ def table(df: pd.DataFrame, dataset: str, protocol: str) -> str:
     lines.append(f"| anomalyvae ({score}, {len(seeds)} seed{'s' * (len(seeds) > 1)}) | "
                  + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" if len(seeds) > 1 else f"{mean[c]:.3f}" for c in classes)
                  + f" | **{ours.groupby('seed').auroc.mean().mean():.3f}** |")
-    ref = df[(df.model == "seeds-vae") & (df.score == "recon")]
-    if len(ref):
-        rmean = ref.groupby("class").auroc.mean()
-        lines.append("| seeds' VAE (recon, same run) | " + " | ".join(f"{rmean.get(c, np.nan):.3f}" for c in classes)
-                     + f" | {rmean.mean():.3f} |")
-        lines.append("| ratio | " + " | ".join(f"{mean[c] / rmean.get(c, np.nan):.2f}x" for c in classes)
-                     + f" | {mean.mean() / rmean.mean():.2f}x |")
-    base = df[df.model == "pixel-knn"]
-    if len(base):
-        bmean = base.groupby("class").auroc.mean()
-        lines.append("| pixel kNN (cosine, k=5, same run) | " + " | ".join(f"{bmean.get(c, np.nan):.3f}" for c in classes)
-                     + f" | {bmean.mean():.3f} |")
-        lines.append("| ratio to pixel kNN | " + " | ".join(f"{mean[c] / bmean.get(c, np.nan):.2f}x" for c in classes)
-                     + f" | {mean.mean() / bmean.mean():.2f}x |")
+    for label, ratio, ref in (("seeds' VAE (recon, same run)", "ratio", df[(df.model == "seeds-vae") & (df.score == "recon")]),
+                              ("pixel kNN (cosine, k=5, same run)", "ratio to pixel kNN", df[df.model == "pixel-knn"])):
+        if len(ref):  # a reference trained or run beside anomalyvae, and the ratio per class
+            rmean = ref.groupby("class").auroc.mean()
+            lines.append(f"| {label} | " + " | ".join(f"{rmean.get(c, np.nan):.3f}" for c in classes)
+                         + f" | {rmean.mean():.3f} |")
+            lines.append(f"| {ratio} | " + " | ".join(f"{mean[c] / rmean.get(c, np.nan):.2f}x" for c in classes)
+                         + f" | {mean.mean() / rmean.mean():.2f}x |")
     anchor = ANCHORS.get((dataset, protocol))
     if anchor:
         lines.append(f"| {anchor[0]}, published | " + " | ".join("" for _ in classes) + f" | {anchor[1]:.3f} |")

@@ -13,6 +13,8 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]
 from anomalyvae.idx import read_idx
 from anomalyvae.config import make_config
 from anomalyvae.pipeline import train_detector
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from knn_exact import knn  # noqa: E402
 ds, digits, tag = sys.argv[1], [int(c) for c in sys.argv[2].split(",")], sys.argv[3]
 over = dict(a.split("=") for a in sys.argv[4:])
 over = {k: (int(v) if v.isdigit() else v) for k, v in over.items()}
@@ -23,16 +25,6 @@ def load(s):
     return torch.from_numpy(x), read_idx(next(root.glob(f"{s}-labels*")))
 xtr, ytr = load("train"); xte, yte = load("t10k")
 torch.set_num_threads(2)
-def knn(a, b, k, cos):
-    a, b = a.float(), b.float()
-    if cos:
-        a = torch.nn.functional.normalize(a, dim=1); b = torch.nn.functional.normalize(b, dim=1)
-    out, bn = [], (b * b).sum(1)
-    for i in range(0, len(a), 1000):
-        q = a[i:i+1000]
-        d = (q * q).sum(1, keepdim=True) - 2 * q @ b.T + bn
-        out.append(d.clamp_min(0).topk(k, largest=False).values.sqrt().mean(1))
-    return torch.cat(out).numpy()
 def maha(a, b, yb):
     """min over normal classes of the Mahalanobis distance with a tied covariance (Lee et al. 2018)."""
     a, b = a.double(), b.double()
