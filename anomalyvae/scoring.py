@@ -51,9 +51,9 @@ class ScoreState:
     knn_centroids: torch.Tensor | None = None  # (L, d) the knn index's lists (knn.list_centroids); None: exact
     rows: torch.Tensor | None = None  # (M, D) standardised normal training rows (feature vectors), for xknn
     row_centroids: torch.Tensor | None = None  # their memory bank's IVF lists; None: searched exactly
-    # hknn: the encoder's last hidden layer of the normal training inputs, live units only (1 in hidden_live;
-    # a unit that never fires carries nothing), each standardised by its mean and spread over those inputs
-    hidden_live: torch.Tensor | None = None  # (H,) 1.0 / 0.0
+    # hknn: the encoder's last hidden layer of the normal training inputs, live units only (a unit that never
+    # fires carries nothing), each standardised by its mean and spread over those inputs
+    hidden_pick: torch.Tensor | None = None  # (H, L) one-hot columns: h @ hidden_pick keeps the live units
     hidden_mean: torch.Tensor | None = None  # (L,)
     hidden_scale: torch.Tensor | None = None  # (L,)
     hidden_codes: torch.Tensor | None = None  # (M, L)
@@ -71,7 +71,7 @@ class ScoreState:
     indexes: dict = field(default_factory=dict, repr=False, compare=False)
 
     TENSORS = ("gmm_log_weights", "gmm_means", "gmm_prec_chol", "codes", "knn_centroids", "rows", "row_centroids",
-               "hidden_live", "hidden_mean", "hidden_scale", "hidden_codes", "hidden_centroids")
+               "hidden_pick", "hidden_mean", "hidden_scale", "hidden_codes", "hidden_centroids")
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "ScoreState":
         """A copy whose tensors live on `device` (as `dtype`), for scoring on the model's device."""
@@ -107,8 +107,9 @@ class ScoreState:
         return self.indexes[key]
 
     def standard_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        """(N, H) hidden layers -> (N, L) their live units, standardised as the bank's are."""
-        return (h[:, self.hidden_live.bool()] - self.hidden_mean) / self.hidden_scale
+        """(N, H) hidden layers -> (N, L) their live units, standardised as the bank's are (a product with a
+        0/1 matrix, not a boolean index: no data-dependent shape, so no device synchronisation)."""
+        return (h @ self.hidden_pick - self.hidden_mean) / self.hidden_scale
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {k: getattr(self, k).contiguous() for k in self.TENSORS if getattr(self, k) is not None}
@@ -187,7 +188,7 @@ def fit_hidden(state: ScoreState, model, raw: torch.Tensor, seed: int) -> None:
     live = spread > LIVE
     if not live.any():
         live = spread >= spread.max()  # a collapsed encoder: keep its one most variable unit
-    state.hidden_live = live.float()
+    state.hidden_pick = torch.eye(len(live))[:, live].contiguous()
     state.hidden_mean, state.hidden_scale = h[:, live].mean(0), spread[live]
     bank = MemoryBank.build(state.standard_hidden(h), HIDDEN_BANK, "random", seed)
     state.hidden_codes, state.hidden_centroids = bank.codes, bank.centroids

@@ -122,6 +122,8 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     fake = mode.from_tensor
     state = ScoreState(gmm_log_weights=fake(torch.zeros(3)), gmm_means=fake(torch.zeros(3, 16)),
                        gmm_prec_chol=fake(torch.eye(16).repeat(3, 1, 1)), codes=fake(torch.randn(100, 16)),
+                       hidden_pick=fake(torch.eye(256)), hidden_mean=fake(torch.zeros(256)),
+                       hidden_scale=fake(torch.ones(256)), hidden_codes=fake(torch.randn(100, 256)),
                        mean=dict.fromkeys(NAMES, 0.0), std=dict.fromkeys(NAMES, 1.0))
     images = fake(torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8))
     gpu = torch.device("cuda", 0)

@@ -78,7 +78,7 @@ def test_hknn_keeps_only_live_hidden_units_and_ranks_noise_above_digits(labelled
     det, _ = labelled
     _, _, xt, _ = digits
     st = det.state_
-    live = int(st.hidden_live.sum())
+    live = int(st.hidden_pick.sum())
     assert 0 < live == st.hidden_codes.shape[1] <= det.config_.conv_hidden
     assert len(st.hidden_codes) == det.info_["n_train"]  # every normal training input, under HIDDEN_BANK
     noise = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
