@@ -198,8 +198,9 @@ def test_input(test, y_true, normal: list[int], origin: TestOrigin) -> DataRef:
 
 
 def kind(cfg) -> str:
-    """What names call the model: 'local' for the local detector, else its architecture ('conv', 'mlp')."""
-    return "local" if cfg.detector == "local" else cfg.arch
+    """What names call the model: 'local' for the local detector, else its architecture ('conv', 'mlp'), with
+    '-labels' for one that learnt the normal classes' labels (use_labels)."""
+    return "local" if cfg.detector == "local" else cfg.arch + ("-labels" if getattr(cfg, "use_labels", False) else "")
 
 
 def model_name(cfg) -> str:

@@ -101,3 +101,10 @@ def test_sampling_a_class_needs_a_labelled_model(tiny_detector):
 
     with pytest.raises(InvalidInput, match="--use-labels"):
         prior_samples(tiny_detector, 4, label=0)
+
+
+def test_a_labelled_model_is_named_so():
+    from anomalyvae import lineage
+
+    assert lineage.model_name(make_config(use_labels=True)) == "mnist-normal-0-8-conv-labels"
+    assert lineage.model_name(make_config()) == "mnist-normal-0-8-conv"
