@@ -33,7 +33,7 @@ from .errors import AnomalyVAEError, InvalidInput, ModelDirError, TrainingDiverg
 from .model import build_model
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .scores import SCORES, available
-from .scoring import ScoreState, encode_mu, fit_hidden, fit_latent, fit_normalisation, fit_rows, score_inputs
+from .scoring import ScoreState, encode_hidden, encode_mu, fit_hidden, fit_latent, fit_normalisation, fit_rows, score_inputs
 from .threshold import calibrate, realized_fpr
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
@@ -452,11 +452,13 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         else:
             if on_phase is not None:  # seconds of work after the last step: say so (the CLI prints it)
                 on_phase(f"calibrating: latent model on {len(train)} codes, threshold on {len(val)} held-out inputs")
-            self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
             if cfg.input_kind == "features":
+                self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
                 fit_rows(self.state_, self.model_, train.images, cfg.seed)
-            else:
-                fit_hidden(self.state_, self.model_, train.images, cfg.seed)
+            else:  # one encoder pass gives the codes and hknn's hidden layers
+                hidden, mu = encode_hidden(self.model_, train.images)
+                self.state_ = fit_latent(mu, cfg.latent_components, cfg.seed)
+                fit_hidden(self.state_, hidden, cfg.seed)
         components = [s for s in available(cfg.input_kind, cfg.detector, cfg.use_labels) if s != "combined"]
         val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
         fit_normalisation(self.state_, val_scores)
@@ -594,17 +596,14 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             Class labels as given to `fit`; None for a model fitted without labels.
         """
         check_is_fitted(self)
-        if not hasattr(self.model_, "head"):
+        if not self.config_.use_labels:
             return None
         from .model import class_logits
-        from .scoring import batch_for, batches
 
-        data = self._read(X, reset=False)
-        model = self.model_.eval()
+        mu = encode_mu(self.model_, self._read(X, reset=False))
         with torch.inference_mode():
-            picks = [class_logits(model, model.encode(model.prepare(data[sl]))[0]).argmax(1).cpu()
-                     for sl in batches(len(data), batch_for(data))]
-        return model.classes.cpu()[torch.cat(picks)].numpy()
+            picks = class_logits(self.model_, mu.to(self.model_.classes.device)).argmax(1)
+        return self.model_.classes[picks].cpu().numpy()
 
     def score_samples(self, X) -> np.ndarray:
         """The default score, negated: higher = more normal (scikit-learn's convention).

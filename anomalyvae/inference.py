@@ -48,7 +48,7 @@ def score_frames(det: AnomalyVAE, paths: Iterable[str | os.PathLike], chunk_size
 
     Each file is prepared as the model's training images were: its size and channels (images.py)."""
     which = det.default_scores()
-    labelled = hasattr(det.model_, "head")
+    labelled = det.config_.use_labels
     channels, size = det.input_shape_[0], det.input_shape_[-1]
     for chunk in _chunks(iter_image_files(paths), chunk_size):
         arrays, ok, errors = [], [], [f.error for f in chunk]
@@ -120,7 +120,7 @@ def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path |
                 on_chunk(len(frame))
         if tmp is not None:
             if summary.n_files == 0:
-                pd.DataFrame(columns=["path", *det.default_scores(), *(["looks_like"] if hasattr(det.model_, "head") else []),
+                pd.DataFrame(columns=["path", *det.default_scores(), *(["looks_like"] if det.config_.use_labels else []),
                               "is_anomaly", "error"]).to_csv(tmp, index=False)
             os.replace(tmp, csv)
             tmp = None

@@ -31,7 +31,7 @@ def prior_samples(det, n: int = 64, seed: int = SEED, label: int | None = None) 
     draws = n if label is None else n * DRAWS_PER_SAMPLE
     z = torch.randn(draws, latent, generator=torch.Generator().manual_seed(seed)).to(p.device, p.dtype)
     if label is not None:
-        if not hasattr(model, "head"):
+        if not det.config_.use_labels:
             raise InvalidInput("--class needs a model trained with --use-labels; this one learnt no classes")
         classes = model.classes.tolist()
         if label not in classes:

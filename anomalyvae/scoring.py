@@ -90,20 +90,18 @@ class ScoreState:
 
     def row_bank(self):
         """The memory bank of standardised normal rows that xknn searches (memory.MemoryBank), built once."""
-        from .memory import MemoryBank
-
-        key = ("rows", self.rows.device, self.rows.dtype)
-        if key not in self.indexes:
-            self.indexes[key] = MemoryBank(self.rows, self.row_centroids)
-        return self.indexes[key]
+        return self._bank("rows", self.rows, self.row_centroids)
 
     def hidden_bank(self):
         """The memory bank of standardised normal hidden layers that hknn searches, built once."""
+        return self._bank("hidden", self.hidden_codes, self.hidden_centroids)
+
+    def _bank(self, name: str, codes: torch.Tensor, centroids: torch.Tensor | None):
         from .memory import MemoryBank
 
-        key = ("hidden", self.hidden_codes.device, self.hidden_codes.dtype)
+        key = (name, codes.device, codes.dtype)
         if key not in self.indexes:
-            self.indexes[key] = MemoryBank(self.hidden_codes, self.hidden_centroids)
+            self.indexes[key] = MemoryBank(codes, centroids)
         return self.indexes[key]
 
     def standard_hidden(self, h: torch.Tensor) -> torch.Tensor:
@@ -173,17 +171,15 @@ def fit_rows(state: ScoreState, model, raw: torch.Tensor, seed: int) -> None:
 
 
 HIDDEN_BANK = 65_536  # normal hidden layers kept for hknn (all of MNIST's 54k): a 16k random sample cost
-# 0.012 mean AUROC on MNIST digits 1, 4, 7, 9 left out (measured, /tmp probe; see benchmarks/results)
+# 0.012 mean AUROC on MNIST digits 1, 4, 7, 9 left out (python benchmarks/probes/hidden_bank.py 9,1,4,7)
 LIVE = 1e-3  # a hidden unit whose spread over the normal inputs is below this never fires: left out
 
 
 @torch.inference_mode()
-def fit_hidden(state: ScoreState, model, raw: torch.Tensor, seed: int) -> None:
-    """Keep the normal inputs' hidden layers (live units, standardised) as hknn's memory bank."""
+def fit_hidden(state: ScoreState, h: torch.Tensor, seed: int) -> None:
+    """Keep the normal inputs' hidden layers h (N, H) (live units, standardised) as hknn's memory bank."""
     from .memory import MemoryBank
 
-    model.eval()
-    h = torch.cat([model.hidden(model.prepare(raw[sl])).float().cpu() for sl in batches(len(raw), batch_for(raw, 2048))])
     spread = h.std(0)
     live = spread > LIVE
     if not live.any():
@@ -403,9 +399,20 @@ def score_inputs(model, raw: torch.Tensor, state: ScoreState, cfg: Config, which
 @torch.inference_mode()
 def encode_mu(model, raw: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Posterior means of many inputs, on the CPU."""
+    return encode_hidden(model, raw, batch_size)[1]
+
+
+@torch.inference_mode()
+def encode_hidden(model, raw: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's last hidden layers (N, H) and posterior means (N, d) of many inputs, in one pass, on the
+    CPU (hknn's bank and the latent mixture are fitted from the same pass)."""
     model.eval()
-    size = batch_size or batch_for(raw, 2048)
-    return torch.cat([model.encode(model.prepare(raw[sl]))[0].float().cpu() for sl in batches(len(raw), size)])
+    hs, mus = [], []
+    for sl in batches(len(raw), batch_size or batch_for(raw, 2048)):
+        h = model.hidden(model.prepare(raw[sl]))
+        hs.append(h.float().cpu())
+        mus.append(model.code(h)[0].float().cpu())
+    return torch.cat(hs), torch.cat(mus)
 
 
 @torch.inference_mode()

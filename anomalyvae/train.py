@@ -136,7 +136,7 @@ def fit(cfg: Config, model: torch.nn.Module, train: Split, val: Split, out: Path
     steps = math.ceil(n / cfg.batch_size)
     # the training images live where the model does (as uint8: 38 MB for MNIST), so batches need no copy
     flat, shape = train.images.flatten(1).to(dev), train.images.shape[1:]
-    labelled = hasattr(model, "head")  # use_labels: the head learns the normal classes with the VAE
+    labelled = cfg.use_labels  # the head learns the normal classes with the VAE
     labels = train.labels.to(dev) if labelled else None
     stopped_by = diverged = None
     # No signal handlers here: a library leaves the process's signals alone. Ctrl-C is a KeyboardInterrupt

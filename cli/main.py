@@ -552,7 +552,7 @@ def score(
     table.add_column("path", overflow="fold")
     table.add_column(det.score_, justify="right")
     table.add_column("anomaly")
-    labelled = hasattr(det.model_, "head")  # --use-labels: the normal class each file looks like
+    labelled = det.config_.use_labels  # --use-labels: the normal class each file looks like
     if labelled:
         table.add_column("looks like", justify="right")
     for row in summary.top:
