@@ -438,7 +438,7 @@ def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the
 def test_the_cli_signal_handler_says_what_it_does_without_running_rich(monkeypatch, capfd):
     """A signal can land while the main thread is inside rich (once: halfway through importing its emoji
     table); a handler that printed through rich then failed with 'partially initialized module'."""
-    from cli import main as cli_main
+    from anomalyvae.cli import main as cli_main
 
     def inside_rich(*a, **k):
         raise AssertionError("the signal handler ran rich code")
