@@ -38,6 +38,16 @@ def test_a_query_scores_the_same_alone_and_in_any_batch():
     assert torch.equal(knn.KnnIndex(codes, 5).mean_distance(q), full)  # a rebuilt index: the same lists
 
 
+def test_an_exact_search_scores_a_query_the_same_alone_and_in_any_batch():
+    codes, q = clustered_codes(500), clustered_codes(300, seed=1)
+    index = knn.KnnIndex(codes, 5)
+    assert index.ivf is None
+    full, picks = index.mean_distance(q), index.nearest(q)
+    assert torch.equal(torch.cat([index.mean_distance(q[i:i + 1]) for i in range(len(q))]), full)
+    assert torch.equal(torch.cat([index.mean_distance(q[s:s + 30]) for s in range(0, len(q), 30)]), full)
+    assert torch.equal(torch.cat([index.nearest(q[i:i + 1]) for i in range(len(q))]), picks)
+
+
 def test_an_index_rebuilt_from_saved_centroids_fits_nothing_and_finds_the_same(monkeypatch):
     import faiss
 
