@@ -29,7 +29,7 @@ data/mnist/%.gz: $(DATA)/%.gz
 	install -m 644 $< $@
 else
 $(addprefix $(MNIST)/,$(IDX)) &: | setup
-	$(BIN)/python -c "from pathlib import Path; from anomalyvae.data import locate; [locate('mnist', Path('data'), s) for s in ('train', 'test')]"
+	$(BIN)/python -c "from pathlib import Path; from anomalyvae.data.datasets import locate; [locate('mnist', Path('data'), s) for s in ('train', 'test')]"
 endif
 
 # the README's "Use" commands, as typed there; images/ gets MNIST test digits for its `score images/`

@@ -13,9 +13,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "config", "make_config": "config",
     "AnomalyVAE": "estimator", "latest_model": "modeldir", "SCORES": "scores",
-    "train_detector": "pipeline", "evaluate_detector": "pipeline",
-    "score_paths": "inference", "score_frames": "inference",
-    "parse_classes": "classes", "read_idx": "idx",
+    "train_detector": "pipeline.images", "evaluate_detector": "pipeline.images",
+    "score_paths": "pipeline.files", "score_frames": "pipeline.files",
+    "parse_classes": "data.classes", "read_idx": "data.idx",
     "AnomalyVAEError": "errors",
 }
 

@@ -139,11 +139,11 @@ class Config:
             raise bad("contamination", f"is {self.contamination}; it must lie in (0, 0.5] (or be unset to use fpr)")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"is {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        from .device import check
+        from .vae.device import check
 
         check(self.device)
         if self.dataset in IDX_DATASETS:
-            from .classes import parse_classes
+            from .data.classes import parse_classes
 
             parse_classes(self.normal)
         if self.dataset == "folder" and not self.train_dir:
@@ -175,7 +175,7 @@ class Config:
         if self.limit is not None and self.limit < 2:
             raise bad("limit", f"is {self.limit}; it must be at least 2 (or unset)")
         if self.input_kind == "images" and self.arch == "conv" and self.image_size is not None:  # last: the only check that imports torch
-            from .model import conv_depth
+            from .vae.model import conv_depth
 
             conv_depth(self.image_size)  # a size the network cannot take fails here, before any data is read
         return self
@@ -199,7 +199,7 @@ def auto_image_size(shapes: list[tuple[int, int]], arch: str) -> int:
     side = int(statistics.median_low([min(h, w) for h, w in shapes])) if shapes else 28
     side = max(16, min(AUTO_IMAGE_CAP, side // 8 * 8))
     if arch == "conv":
-        from .model import _fits
+        from .vae.model import _fits
 
         side = max(s for s in range(16, side + 1) if _fits(s))
     return side

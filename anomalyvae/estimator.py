@@ -26,15 +26,16 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import __version__, inputs
+from . import __version__
+from .data import inputs
 from .config import Config, auto_epochs, feature_schedule, update
-from .data import Split
+from .data.datasets import Split
 from .errors import AnomalyVAEError, InvalidInput, ModelDirError, TrainingDiverged
-from .model import build_model
+from .vae.model import build_model
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .scores import SCORES, available
-from .scoring import ScoreState, encode_hidden, encode_mu, fit_hidden, fit_latent, fit_normalisation, fit_rows, score_inputs
-from .threshold import calibrate, realized_fpr
+from .detectors.scoring import ScoreState, encode_hidden, encode_mu, fit_hidden, fit_latent, fit_normalisation, fit_rows, score_inputs
+from .evaluation.threshold import calibrate, realized_fpr
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
 # two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
@@ -82,15 +83,15 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     Parameters
     ----------
     input_kind : {"auto", "images", "features"}, default="auto"
-        How X is read (anomalyvae/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images.
+        How X is read (anomalyvae/data/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images.
     detector : {"auto", "global", "local"}, default="auto"
         "global": one VAE of whole inputs; "local": a VAE of image patches and a memory bank of their normal
-        codes (anomalyvae/local.py), for photos and inspection images; "auto": global for arrays (from the
+        codes (anomalyvae/detectors/local.py), for photos and inspection images; "auto": global for arrays (from the
         CLI, local for folders of images).
     scales : int, default=3
         The local detector's pyramid scales (1, 1/2, 1/4, ...) whose patches it learns and searches.
     bank_size : int, default=131072
-        The local detector's normal patch codes kept per scale (anomalyvae/memory.py).
+        The local detector's normal patch codes kept per scale (anomalyvae/detectors/memory.py).
     bank_subsampling : {"random", "coreset"}, default="random"
         How the local detector's bank is thinned to `bank_size`.
     arch : {"auto", "conv", "mlp"}, default="auto"
@@ -396,13 +397,13 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         train.FitResult
             The best model, the per-epoch history and how training ended (interrupted, diverged).
         """
-        from . import distributed
-        from .train import fit as fit_network
+        from .vae import distributed
+        from .vae.train import fit as fit_network
 
         shape = tuple(train.images.shape[1:])
         extra: dict[str, Any] = {}
         if cfg.detector == "local":
-            from . import local
+            from .detectors import local
 
             result, cfg, scales, extra["n_patches"] = local.fit(cfg, train, val, out=out, resume=resume,
                                                                 on_step=on_step, on_epoch=on_epoch, run_id=run_id)
@@ -516,7 +517,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         return score_inputs(self.model_, data, self.state_, self.config_, which)
 
     def explain(self, X):
-        """Each feature's share of each row's anomaly, for feature vectors (anomalyvae/explain.py says how).
+        """Each feature's share of each row's anomaly, for feature vectors (anomalyvae/detectors/explain.py says how).
 
         Parameters
         ----------
@@ -538,12 +539,12 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         """
         import pandas as pd
 
-        from .explain import SPLITS, shares
+        from .detectors.explain import SPLITS, shares
 
         check_is_fitted(self)
         if self.config_.input_kind != "features":
             raise InvalidInput("explain is for feature vectors; for images the anomaly map shows where "
-                               "(anomalyvae score --heatmaps DIR, or anomalyvae.scoring.pixel_map)")
+                               "(anomalyvae score --heatmaps DIR, or anomalyvae.detectors.scoring.pixel_map)")
         parts = self.config_.combine_parts() if self.score_ == "combined" else [self.score_]
         if not set(parts) & set(SPLITS):
             raise InvalidInput(f"score {self.score_!r} has no per-feature part; explain needs one of "
@@ -573,11 +574,11 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if self.config_.detector != "local":
-            from .heatmaps import maps_and_recons
+            from .evaluation.heatmaps import maps_and_recons
 
             return maps_and_recons(self.model_, images)
-        from . import local
-        from .scoring import batch_for, batches, local_maps
+        from .detectors import local
+        from .detectors.scoring import batch_for, batches, local_maps
 
         maps, recs = [], []
         for sl in batches(len(images), batch_for(images)):
@@ -598,7 +599,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         if not self.config_.use_labels:
             return None
-        from .model import class_logits
+        from .vae.model import class_logits
 
         mu = encode_mu(self.model_, self._read(X, reset=False))
         with torch.inference_mode():
@@ -727,8 +728,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         ModelDirError
             A missing, incomplete or tampered model (the checksum), another format version, or a pickle.
         """
-        from .device import resolve as resolve_device
-        from .runtime import set_threads
+        from .vae.device import resolve as resolve_device
+        from .vae.runtime import set_threads
 
         path = Path(path)
         if not path.exists():
@@ -742,7 +743,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             cfg = update(Config(), saved, source=f"{file} config").validate()
             shape = tuple(int(v) for v in meta["input_shape"])
             if cfg.detector == "local":
-                from .local import build_patch_model
+                from .detectors.local import build_patch_model
 
                 model = build_patch_model(cfg, shape[0])
             else:
@@ -762,7 +763,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             if meta.get("feature_names"):
                 est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
             if meta.get("table"):
-                from .tables import TableEncoder
+                from .data.tables import TableEncoder
 
                 est.table_ = TableEncoder.from_dict(meta["table"])
             set_threads(cfg.threads)

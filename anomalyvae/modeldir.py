@@ -135,7 +135,7 @@ def describe(est, source: str | os.PathLike) -> str:
 
 def learned(est) -> str:
     """What a model learned as normal, e.g. 'conv VAE on mnist, normal classes 0-8'."""
-    from .classes import format_classes
+    from .data.classes import format_classes
 
     cfg, info = est.config_, est.info_
     kind = "local patch VAE (memory bank of normal patches)" if cfg.detector == "local" else f"{cfg.arch} VAE"

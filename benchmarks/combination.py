@@ -50,10 +50,10 @@ def perturb(images, seed: int) -> dict[str, np.ndarray]:
 def dump(args) -> None:
     import torch
 
-    from anomalyvae.classes import format_classes
+    from anomalyvae.data.classes import format_classes
     from anomalyvae.config import make_config
-    from anomalyvae.data import load_test, load_train
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.data.datasets import load_test, load_train
+    from anomalyvae.pipeline.images import train_detector
 
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.dataset == "mvtec":
@@ -73,7 +73,7 @@ def dump(args) -> None:
             val = load_train(dataclasses.replace(cfg, channels=det.input_shape_[0])).val.images
             if args.protocol == "cross":
                 from anomalyvae.config import IDX_DATASETS
-                from anomalyvae.testsets import build
+                from anomalyvae.data.testsets import build
 
                 built = build(det, None, anomalies=next(d for d in IDX_DATASETS if d != args.dataset))
                 test_images, test_y = torch.from_numpy(built.images), built.anomalous
@@ -203,9 +203,9 @@ def dump_folder(args) -> None:
     import torch
 
     from anomalyvae.config import make_config
-    from anomalyvae.data import load_train
-    from anomalyvae.pipeline import train_detector
-    from anomalyvae.testsets import build
+    from anomalyvae.data.datasets import load_train
+    from anomalyvae.pipeline.images import train_detector
+    from anomalyvae.data.testsets import build
 
     for seed in range(args.seeds):
         path = args.cache / f"mvtec-{Path(args.data_dir).name}-0-{seed}.npz"

@@ -25,8 +25,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomalyvae.config import IDX_DATASETS, make_config  # noqa: E402
-from anomalyvae.pipeline import evaluate_detector, train_detector  # noqa: E402
-from anomalyvae.testsets import build  # noqa: E402
+from anomalyvae.pipeline.images import evaluate_detector, train_detector  # noqa: E402
+from anomalyvae.data.testsets import build  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL = 0.99

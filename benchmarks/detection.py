@@ -29,8 +29,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomalyvae.config import make_config  # noqa: E402
-from anomalyvae.pipeline import evaluate_detector, train_detector  # noqa: E402
-from anomalyvae.tracking import Tracker  # noqa: E402
+from anomalyvae.pipeline.images import evaluate_detector, train_detector  # noqa: E402
+from anomalyvae.tracking.runs import Tracker  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Published anchors (mean test AUROC over classes, one-class protocol).
@@ -77,8 +77,8 @@ def pixel_knn(dataset: str, protocol: str, c: int, data_dir: str | None, k: int 
     import torch
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from anomalyvae.classes import parse_classes
-    from anomalyvae.data import load_idx_split
+    from anomalyvae.data.classes import parse_classes
+    from anomalyvae.data.datasets import load_idx_split
 
     cfg = make_config(dataset=dataset, data_dir=data_dir, normal=normal_spec(protocol, c))
     train, test = (load_idx_split(dataset, cfg.resolved_data_dir(), s) for s in ("train", "test"))
@@ -164,7 +164,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="CSV path [default: benchmarks/results/<dataset>-<protocol>.csv]")
     ap.add_argument("--from-csv", action="store_true", help="only re-write the markdown table from the CSV")
     args = ap.parse_args()
-    from anomalyvae.classes import parse_classes
+    from anomalyvae.data.classes import parse_classes
     import yaml
 
     classes = sorted({int(c) for part in args.classes.split(",") for c in

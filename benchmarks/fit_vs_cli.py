@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomalyvae import AnomalyVAE  # noqa: E402
-from anomalyvae.data import load_idx_split  # noqa: E402
+from anomalyvae.data.datasets import load_idx_split  # noqa: E402
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ Each case trains the default conv model through the library (AnomalyVAE.fit_spli
 - img/s of the default score (`combined`) end to end with each search swapped into scoring.knn_distance;
 - AUROC of `knn` and of `combined` against the exact search (knn's normalisation re-fitted on the held-out
   normal codes for every candidate, as fit_splits does), and the build time of each index.
-Candidates: the exact cdist + topk (the reference); anomalyvae.knn.KnnIndex (the recommendation: faiss IVF
+Candidates: the exact cdist + topk (the reference); anomalyvae.detectors.knn.KnnIndex (the recommendation: faiss IVF
 above knn.IVF_MIN_CODES codes); exact kernels: one addmm + topk on squared distances, addmm + topk over group
 minima; faiss's flat, IVF and HNSW indexes (if faiss-cpu is installed); an exact search over a compressed set of
 codes: k-means centroids (MiniBatchKMeans), a random subset, a greedy k-centre coreset; and no search at all
@@ -33,12 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomalyvae import knn, scoring  # noqa: E402
-from anomalyvae.classes import parse_classes  # noqa: E402
+from anomalyvae.detectors import knn, scoring  # noqa: E402
+from anomalyvae.data.classes import parse_classes  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
-from anomalyvae.data import load_test, load_train  # noqa: E402
+from anomalyvae.data.datasets import load_test, load_train  # noqa: E402
 from anomalyvae.estimator import AnomalyVAE  # noqa: E402
-from anomalyvae.metrics import ranking  # noqa: E402
+from anomalyvae.evaluation.metrics import ranking  # noqa: E402
 from speed import timed  # noqa: E402  (benchmarks/ is the script's folder, on sys.path)
 
 Search = Callable[[torch.Tensor], torch.Tensor]  # (Q, d) codes -> (Q,) mean distance to the k nearest
@@ -174,7 +174,7 @@ def faiss_candidates(codes: torch.Tensor, k: int, seed: int) -> dict[str, Callab
 def candidates(codes: torch.Tensor, k: int, seed: int, sizes: list[int]) -> dict[str, Callable[[], Search]]:
     out: dict[str, Callable[[], Search]] = {
         "exact cdist+topk (now)": lambda: exact_cdist(codes, k),
-        "anomalyvae.knn.KnnIndex": lambda: knn.KnnIndex(codes, k).mean_distance,
+        "anomalyvae.detectors.knn.KnnIndex": lambda: knn.KnnIndex(codes, k).mean_distance,
         "exact addmm+topk": lambda: exact_addmm(codes, k, 1024),
         "exact addmm+group minima": lambda: exact_grouped(codes, k),
     }

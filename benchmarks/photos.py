@@ -1,10 +1,10 @@
 """Real photos (issue 19): the default (local) detector, the whole-image VAE and a raw-patch nearest-neighbour
-baseline, side by side in one run, on protocols built from scikit-learn's two sample photos (anomalyvae.photos).
+baseline, side by side in one run, on protocols built from scikit-learn's two sample photos (anomalyvae.data.photos).
 
     python benchmarks/photos.py --seeds 3      # writes benchmarks/results/photos.md and photos.csv
 
 Protocols: crops of one photo as the normal images, defects planted in test crops (paste, scratch, smudge,
-rotated; anomalyvae/photos.py says how), 40 normal and 4 x 20 defective test images:
+rotated; anomalyvae/data/photos.py says how), 40 normal and 4 x 20 defective test images:
 - <photo>-300:       300 training crops of 128 px;
 - <photo>-30-mixed:  30 training images of mixed sizes (96-200 px a side, aspect 0.6-1.6) and formats.
 Each seed writes its own dataset (photos.generate's seed) and seeds the models with it.
@@ -35,14 +35,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomalyvae import metrics, photos  # noqa: E402
+from anomalyvae.evaluation import metrics
+from anomalyvae.data import photos  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
-from anomalyvae.data import load_train  # noqa: E402
-from anomalyvae.local import patches, spread  # noqa: E402
-from anomalyvae.memory import MemoryBank  # noqa: E402
-from anomalyvae.pipeline import evaluate_detector, pixel_results, train_detector  # noqa: E402
-from anomalyvae.scoring import MAP_SIGMA, smooth  # noqa: E402
-from anomalyvae.testsets import build  # noqa: E402
+from anomalyvae.data.datasets import load_train  # noqa: E402
+from anomalyvae.detectors.local import patches, spread  # noqa: E402
+from anomalyvae.detectors.memory import MemoryBank  # noqa: E402
+from anomalyvae.pipeline.images import evaluate_detector, pixel_results, train_detector  # noqa: E402
+from anomalyvae.detectors.scoring import MAP_SIGMA, smooth  # noqa: E402
+from anomalyvae.data.testsets import build  # noqa: E402
 
 PROTOCOLS = {
     "china-300": dict(normal="china", n_train=300),

@@ -20,11 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomalyvae import images  # noqa: E402
+from anomalyvae.data import images  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
-from anomalyvae.data import load_test, load_train  # noqa: E402
+from anomalyvae.data.datasets import load_test, load_train  # noqa: E402
 from anomalyvae.estimator import AnomalyVAE  # noqa: E402
-from anomalyvae.inference import score_paths  # noqa: E402
+from anomalyvae.pipeline.files import score_paths  # noqa: E402
 
 
 def say(*a) -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if not hasattr(images, "_libpng"):
-        raise SystemExit("anomalyvae.images has no _libpng fast path to switch off: nothing to compare")
+        raise SystemExit("anomalyvae.data.images has no _libpng fast path to switch off: nothing to compare")
     det = model(args)
     fast = images._libpng
     say(f"# benchmarks/png_decode.py  torch {torch.__version__}  threads {torch.get_num_threads()}  "

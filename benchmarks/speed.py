@@ -32,12 +32,13 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomalyvae import knn, runtime, scoring  # noqa: E402
+from anomalyvae.detectors import knn, scoring
+from anomalyvae.vae import runtime  # noqa: E402
 from anomalyvae.config import Config, make_config  # noqa: E402
-from anomalyvae.data import Split, load_idx_split  # noqa: E402
-from anomalyvae.metrics import ranking  # noqa: E402
+from anomalyvae.data.datasets import Split, load_idx_split  # noqa: E402
+from anomalyvae.evaluation.metrics import ranking  # noqa: E402
 from anomalyvae.estimator import AnomalyVAE  # noqa: E402
-from anomalyvae.scoring import ScoreState, score_inputs  # noqa: E402
+from anomalyvae.detectors.scoring import ScoreState, score_inputs  # noqa: E402
 
 NORMAL = list(range(9))
 
@@ -260,7 +261,7 @@ def bench_scoring(args, dets: dict, test: Split):
         for name in ("recon", default):
             d = out[(arch, name, "bfloat16")][1] - out[(arch, name, "float32")][1]
             say(f"  bf16 - float32 AUROC, {arch} {name}: {d:+.4f}")
-    say("  the knn score's search (anomalyvae/knn.py) against the exact search it replaced, same model, same run:")
+    say("  the knn score's search (anomalyvae/detectors/knn.py) against the exact search it replaced, same model, same run:")
     for arch, det in dets.items():
         index = det.state_.knn_index(det.config_.knn_k)
         exact = lambda mu, state, k: knn.exact_knn(mu, state.codes, k)
@@ -296,7 +297,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     t0 = time.perf_counter()
     from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.inference import score_paths
+    from anomalyvae.pipeline.files import score_paths
     det = AnomalyVAE.load(sys.argv[1])
     t1 = time.perf_counter()
     s = score_paths(det, sys.argv[3:], csv=sys.argv[2])
@@ -327,7 +328,7 @@ def bench_png(args, det, test: Split, tmp: Path):
         Image.fromarray(test.images[i, 0].numpy()).save(folder / f"{i:05d}.png")
     model_dir = tmp / "model"
     det.save(model_dir)
-    say(f"\n## Scoring a folder of {n} PNG files end to end (anomalyvae.inference.score_paths -> CSV, "
+    say(f"\n## Scoring a folder of {n} PNG files end to end (anomalyvae.pipeline.files.score_paths -> CSV, "
         f"'{det.score_}' model, fresh process per run)")
     runs = [score_folder(model_dir, [folder], tmp / "s.csv") for _ in range(max(1, args.reps))]
     best = sorted(runs, key=lambda r: r["score_s"])[len(runs) // 2]
@@ -353,8 +354,8 @@ def bench_png(args, det, test: Split, tmp: Path):
 FIRST_BATCH = textwrap.dedent("""
     import os, sys, time
     from anomalyvae.config import make_config
-    from anomalyvae.pipeline import train_detector
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.pipeline.images import train_detector
+    from anomalyvae.tracking.runs import Tracker
     def first(*a):
         print('first-batch', flush=True)
         os._exit(0)

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/synthetic_inspection.py            # ~10 min on 2 shared cores
     python benchmarks/synthetic_inspection.py --quick                      # 1-minute smoke run
 
-Writes the MVTec-AD-layout dataset (anomalyvae.synthetic: 300 training images of 128 px, 40 normal and 20 per
+Writes the MVTec-AD-layout dataset (anomalyvae.data.synthetic: 300 training images of 128 px, 40 normal and 20 per
 defect type in test, with masks), trains two models through the CLI's code (configs/mvtec.yaml), one in the
 images' own colour at 128 px and one with --channels 1 --image-size 28, evaluates both on the same test set
 (pixel metrics at the files' 128 px, the grey model's maps resized up), and reports image AUROC (the default
@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomalyvae import synthetic  # noqa: E402
+from anomalyvae.data import synthetic  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
-from anomalyvae.pipeline import evaluate_detector, train_detector  # noqa: E402
+from anomalyvae.pipeline.images import evaluate_detector, train_detector  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -38,7 +38,7 @@ CONFIG = HERE.parent / "configs" / "mvtec.yaml"
 SPEED_CODE = """
 import resource, sys, time
 from anomalyvae.estimator import AnomalyVAE
-from anomalyvae.inference import score_paths
+from anomalyvae.pipeline.files import score_paths
 det = AnomalyVAE.load(sys.argv[1], "cpu")
 t = time.perf_counter()
 s = score_paths(det, [sys.argv[2]], sys.argv[3])
@@ -130,7 +130,7 @@ def peak_per_class(model_dir: str, root: Path) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.layouts import load_test_set, mvtec_test
+    from anomalyvae.data.layouts import load_test_set, mvtec_test
 
     det = AnomalyVAE.load(model_dir, "cpu")
     ts = load_test_set(mvtec_test(root), det.input_shape_[-1], det.input_shape_[0])
@@ -155,9 +155,9 @@ def map_study(run_: dict, root: Path) -> list[dict]:
     from sklearn.metrics import roc_auc_score
 
     from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.layouts import load_test_set, mvtec_test
-    from anomalyvae.pipeline import pixel_results
-    from anomalyvae.scoring import smooth
+    from anomalyvae.data.layouts import load_test_set, mvtec_test
+    from anomalyvae.pipeline.images import pixel_results
+    from anomalyvae.detectors.scoring import smooth
 
     det = AnomalyVAE.load(run_["model_dir"], "cpu")
     ts = load_test_set(mvtec_test(root), det.input_shape_[-1], det.input_shape_[0])
@@ -184,9 +184,9 @@ def picture(colour: dict, grey: dict, root: Path, path: Path) -> None:
     import torch
     from PIL import Image
 
-    from anomalyvae import heatmaps
+    from anomalyvae.evaluation import heatmaps
     from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.images import load_image
+    from anomalyvae.data.images import load_image
 
     rows = []
     for d in synthetic.DEFECTS:

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIRST_BATCH = textwrap.dedent("""
     import os, sys
     from anomalyvae.config import make_config
-    from anomalyvae.pipeline import train_detector
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.pipeline.images import train_detector
+    from anomalyvae.tracking.runs import Tracker
     def first(*a):
         print('first-batch', flush=True)
         os._exit(0)

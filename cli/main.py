@@ -22,7 +22,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from anomalyvae import __version__
 from anomalyvae.config import ARCHS, AUTO_IMAGE_CAP, DATASETS, DETECTORS, IDX_DATASETS, Config
-from anomalyvae.resume import MAY_CHANGE
+from anomalyvae.vae.resume import MAY_CHANGE
 from anomalyvae.scores import NAMES as SCORE_NAMES
 
 class _Command(TyperCommand):
@@ -83,7 +83,7 @@ ModelOpt = typer.Option(None, "--model", "-m", metavar="DIR|URI", help=_help(
     "Model directory, or an MLflow model URI (models:/NAME/1, runs:/RUN_ID/MODEL_NAME).", "the newest under models/"))
 TableOpt = typer.Option(None, "--table", metavar="FILE", help=_help(
     "A table (.csv or .parquet) of feature columns instead of images: numbers as they are, text with at most 20 "
-    "values one-hot encoded (anomalyvae/tables.py).", "none"))
+    "values one-hot encoded (anomalyvae/data/tables.py).", "none"))
 DeviceOpt = typer.Option(None, "--device", metavar="DEVICE", help=_help(
     "auto | cpu | cuda | cuda:N | mps; auto takes a CUDA GPU when there is one.", Config.device))
 DebugOpt = _flag("--debug", "Show full tracebacks on errors.")
@@ -113,7 +113,7 @@ def _warn(message: str) -> None:
 
 
 def _tracker(experiment: str, uri: Optional[str], disabled: bool, register: Optional[str] = None):
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.runs import Tracker
 
     return Tracker(experiment, uri or os.environ.get("MLFLOW_TRACKING_URI"), enabled=not disabled,
                    warn=_warn, register=register)
@@ -130,14 +130,14 @@ def _print_run(tracker) -> None:
 
 def _check_device(device: Optional[str]) -> None:
     """--device's spelling, first of all flags (no torch needed); whether the machine has it is _device's."""
-    from anomalyvae.device import check
+    from anomalyvae.vae.device import check
 
     check(device or "auto")
 
 
 def _device(device: Optional[str]) -> str:
     """Check --device before anything else is looked up, so its error is the one shown."""
-    from anomalyvae.device import resolve
+    from anomalyvae.vae.device import resolve
 
     resolve(device or "auto")
     return device or "auto"
@@ -153,7 +153,7 @@ def _load(model: Optional[str], tracking_uri: Optional[str], device: str):
 
         det = AnomalyVAE.load(source, device)
     else:
-        from anomalyvae.mlflow_model import load_detector
+        from anomalyvae.tracking.mlflow_model import load_detector
 
         det = load_detector(source, tracking_uri, device)
     console.print(describe(det, source), highlight=False)
@@ -262,8 +262,8 @@ def train(
     """Learn what "normal" looks like from normal data only; writes one model directory."""
     from anomalyvae.config import make_config
     from anomalyvae.errors import AnomalyVAEError, TrainingInterrupted
-    from anomalyvae.preflight import check_train_flags
-    from anomalyvae.resume import resume_config
+    from anomalyvae.data.preflight import check_train_flags
+    from anomalyvae.vae.resume import resume_config
 
     _set_debug(debug)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
@@ -285,7 +285,7 @@ def train(
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from anomalyvae.pipeline import default_out, train_detector
+    from anomalyvae.pipeline.images import default_out, train_detector
 
     out = out if out is not None else default_out(cfg)  # named here: an abort must say where the checkpoint is
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
@@ -344,12 +344,12 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     image_only = [f"--{k.replace('_', '-')}" for k, v in image_flags.items() if v is not None]
     if image_only:
         raise AnomalyVAEError(f"{', '.join(image_only)} is for images; drop it with --table")
-    from anomalyvae.preflight import check_paths
+    from anomalyvae.data.preflight import check_paths
 
     check_paths([table])
     if register and no_tracking:
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
-    from anomalyvae.tables import train_table
+    from anomalyvae.data.tables import train_table
 
     cfg = make_config(config, input_kind="features", **given)
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
@@ -379,7 +379,7 @@ def sample(
     debug: bool = DebugOpt,
 ) -> None:
     """What the model thinks is normal: a grid decoded from codes drawn from the prior N(0, I)."""
-    from anomalyvae.preflight import check_model
+    from anomalyvae.data.preflight import check_model
 
     _set_debug(debug)
     _check_device(device)
@@ -388,7 +388,7 @@ def sample(
         from anomalyvae.errors import InvalidInput
 
         raise InvalidInput(f"--n is {n}; ask for at least one sample")
-    from anomalyvae.sampling import sample_grid
+    from anomalyvae.vae.sampling import sample_grid
 
     det, _ = _load(model, tracking_uri, _device(device))
     what = "patches" if det.config_.detector == "local" else "images"
@@ -434,7 +434,7 @@ def evaluate(
 ) -> None:
     """AUROC / AUPRC / F1 on the test split (every class not trained as normal is the anomaly), with a report;
     pixel AUROC / AUPRO where there are masks (MVTec-AD ground_truth, --mask-dir)."""
-    from anomalyvae.preflight import check_model, check_paths, is_model_uri
+    from anomalyvae.data.preflight import check_model, check_paths, is_model_uri
 
     _set_debug(debug)
     _check_device(device)
@@ -448,17 +448,17 @@ def evaluate(
 
     from rich.table import Table
 
-    from anomalyvae.lineage import test_origin
+    from anomalyvae.tracking.lineage import test_origin
     from anomalyvae.modeldir import atomic_write_bytes
-    from anomalyvae.pipeline import evaluate_detector
-    from anomalyvae.testsets import build
+    from anomalyvae.pipeline.images import evaluate_detector
+    from anomalyvae.data.testsets import build
 
     device = _device(device)
     det, source = _load(model, tracking_uri, device)
     model_dir = None if is_model_uri(source) else Path(source)
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
     if table is not None:
-        from anomalyvae.tables import evaluate_table
+        from anomalyvae.data.tables import evaluate_table
 
         res = evaluate_table(det, table, label_column, tracker, model_dir)
     else:
@@ -515,7 +515,7 @@ def score(
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error); or in the rows
     of a table: a CSV (row, score, is_anomaly, top_features: the features with the largest shares of the score)."""
-    from anomalyvae.preflight import check_model, check_paths
+    from anomalyvae.data.preflight import check_model, check_paths
 
     _set_debug(debug)
     _check_device(device)
@@ -531,11 +531,11 @@ def score(
     from rich.table import Table
 
     from anomalyvae.errors import DataError
-    from anomalyvae.inference import score_paths
+    from anomalyvae.pipeline.files import score_paths
 
     device = _device(device)
     if model is None:  # the newest model: only for files of the kind it was trained on
-        from anomalyvae.matching import refuse_if_unlike
+        from anomalyvae.data.matching import refuse_if_unlike
         from anomalyvae.modeldir import latest_model
 
         model = str(latest_model())
@@ -564,7 +564,7 @@ def score(
     for note in sorted(summary.notes):
         _warn(note)
     if heatmaps is not None:
-        from anomalyvae.heatmaps import write_flagged
+        from anomalyvae.evaluation.heatmaps import write_flagged
 
         maps = write_flagged(det, out, heatmaps, roots=paths, every=every)
         console.print(f"{len(maps)} heat maps -> {heatmaps}", highlight=False)
@@ -577,7 +577,7 @@ def _score_table(paths, model, out, top, tracking_uri, device) -> None:
     from rich.table import Table
 
     from anomalyvae.errors import AnomalyVAEError
-    from anomalyvae.tables import read_table, score_table
+    from anomalyvae.data.tables import read_table, score_table
 
     if len(paths) != 1:
         raise AnomalyVAEError("score takes one table at a time (or image files and folders, without a table)")

@@ -18,7 +18,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
-    from anomalyvae.data import load_test
+    from anomalyvae.data.datasets import load_test
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=os.environ.get("ANOMALYVAE_DATA_DIR", "data"))

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from anomalyvae.data import load_test
+    from anomalyvae.data.datasets import load_test
 
     test = load_test("mnist", Path(args.data_dir), 28)
     pixels = test.images[: args.n].reshape(min(args.n, len(test.images)), -1).numpy()

@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from anomalyvae.classes import format_classes, parse_classes
+from anomalyvae.data.classes import format_classes, parse_classes
 from anomalyvae.errors import AnomalyVAEError
 
 

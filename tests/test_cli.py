@@ -71,7 +71,7 @@ def test_both_runs_are_in_mlflow_with_metrics_and_artifacts(trained, workdir):
 
 
 def test_score_a_folder_with_a_corrupt_file_returns_every_row(trained, workdir, mnist_dir):
-    from anomalyvae.idx import read_idx
+    from anomalyvae.data.idx import read_idx
 
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:20]
     folder = workdir / "images" / "nested"

@@ -63,7 +63,7 @@ def test_score_help_lists_every_score_of_the_registry():
 
 
 def test_resume_help_names_what_may_change():
-    from anomalyvae.resume import MAY_CHANGE
+    from anomalyvae.vae.resume import MAY_CHANGE
 
     assert ", ".join(MAY_CHANGE) in " ".join(help_text("train").split())
 

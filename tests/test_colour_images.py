@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalyvae import synthetic
+from anomalyvae.data import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def colour_model(root, tmp_path_factory):
     from anomalyvae.config import make_config
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.pipeline.images import train_detector
 
     out = tmp_path_factory.mktemp("models") / "colour"
     cfg = make_config(dataset="mvtec", data_dir=str(root), image_size=32, epochs=2, batch_size=16)
@@ -120,7 +120,7 @@ def test_scoring_grey_files_with_a_colour_model_converts_them_and_says_so_once(c
 
 
 def test_heatmaps_are_drawn_at_the_inputs_resolution_in_colour(colour_model, root, cli, tmp_path):
-    from anomalyvae.heatmaps import LABEL_H, display_shape
+    from anomalyvae.evaluation.heatmaps import LABEL_H, display_shape
 
     code, out, err = cli("score", root / "test" / "colour", "--model", colour_model, "--out", tmp_path / "s.csv",
                          "--heatmaps", tmp_path / "maps")
@@ -160,8 +160,8 @@ def test_every_reasonable_image_size_is_accepted(size):
 
 def test_a_256_px_colour_model_trains_and_scores(root, tmp_path):
     from anomalyvae.config import make_config
-    from anomalyvae.inference import score_paths
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.pipeline.files import score_paths
+    from anomalyvae.pipeline.images import train_detector
 
     cfg = make_config(dataset="mvtec", data_dir=str(root), image_size=256, epochs=1, batch_size=8, limit=8)
     det, out = train_detector(cfg, tmp_path / "m256", log=lambda m: None)
@@ -171,7 +171,7 @@ def test_a_256_px_colour_model_trains_and_scores(root, tmp_path):
 
 
 def test_pictures_of_large_images_are_shrunk_keeping_their_shape():
-    from anomalyvae.heatmaps import DISPLAY, figure
+    from anomalyvae.evaluation.heatmaps import DISPLAY, figure
 
     image = np.zeros((3, 600, 1000), np.uint8)
     pic = figure(image, np.zeros((3, 32, 32)), np.zeros((32, 32)), 1.0, "caption")
@@ -196,8 +196,8 @@ def test_pixel_metrics_go_on_the_logged_model_per_test_set(root, tmp_path):
     import mlflow
 
     from anomalyvae.config import make_config
-    from anomalyvae.pipeline import evaluate_detector, train_detector
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.pipeline.images import evaluate_detector, train_detector
+    from anomalyvae.tracking.runs import Tracker
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     cfg = make_config(dataset="mvtec", data_dir=str(root), image_size=32, epochs=1, batch_size=16)

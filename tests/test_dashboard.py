@@ -77,8 +77,8 @@ def test_the_experiment_is_a_model_training_experiment_ranked_by_auroc(trained, 
 
 def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained, client, mnist_dir):
     from anomalyvae.config import make_config
-    from anomalyvae.data import load_train
-    from anomalyvae.lineage import digest
+    from anomalyvae.data.datasets import load_train
+    from anomalyvae.tracking.lineage import digest
 
     exp, runs = runs_by_job(client)
     run = runs["train"]
@@ -135,7 +135,7 @@ def test_evaluate_logs_its_metrics_on_the_model_per_test_set(evaluated, workdir,
 def test_an_experiment_made_before_gets_the_model_training_tags_and_keeps_its_own(tmp_path):
     import mlflow
 
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.runs import Tracker
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -151,9 +151,9 @@ def test_an_experiment_made_before_gets_the_model_training_tags_and_keeps_its_ow
 def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tmp_path, tiny_detector):
     import mlflow
 
-    from anomalyvae.lineage import test_origin
-    from anomalyvae.pipeline import evaluate_detector
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.lineage import test_origin
+    from anomalyvae.pipeline.images import evaluate_detector
+    from anomalyvae.tracking.runs import Tracker
 
     test = _random_test_split()
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -172,7 +172,7 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     import torch
 
     from anomalyvae.config import make_config
-    from anomalyvae.lineage import anomaly_words, digest, evaluate_run_name, test_origin, train_run_name
+    from anomalyvae.tracking.lineage import anomaly_words, digest, evaluate_run_name, test_origin, train_run_name
 
     mnist, fashion = make_config(normal="0-8"), make_config(dataset="fashion-mnist", normal="0-8")
     assert train_run_name(mnist) == f"train mnist normal 0-8 {mnist.arch}"
@@ -184,7 +184,7 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     mvtec_cfg = make_config(dataset="mvtec", data_dir="/x/bottle")
     mvtec = test_origin(mvtec_cfg, [])
     assert (mvtec.name, mvtec.anomaly) == ("mvtec-bottle-test", "defects")
-    from anomalyvae.lineage import train_description  # an MVTec root has no classes to name
+    from anomalyvae.tracking.lineage import train_description  # an MVTec root has no classes to name
     said = train_description(mvtec_cfg, 270, 30, Path("m"))
     assert "the MVTec-AD folder `/x/bottle` (its train/good images)" in said and "classes" not in said
     assert evaluate_run_name(mnist, "digit 9", 0.8049) == f"evaluate mnist normal 0-8 {mnist.arch} on digit 9: AUROC 0.80"
@@ -197,7 +197,7 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
 def _random_test_split():
     import numpy as np
 
-    from anomalyvae.layouts import TestSet
+    from anomalyvae.data.layouts import TestSet
 
     images = np.random.default_rng(1).integers(0, 256, (40, 1, 28, 28), dtype=np.uint8)
     labels = np.array([0, 1] * 20)
@@ -205,8 +205,8 @@ def _random_test_split():
 
 
 def test_evaluate_with_the_tracking_server_down_warns_once_and_writes_everything(tmp_path, tiny_detector):
-    from anomalyvae.pipeline import evaluate_detector
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.pipeline.images import evaluate_detector
+    from anomalyvae.tracking.runs import Tracker
 
     warnings = []
     res = evaluate_detector(tiny_detector, tmp_path / "ev", test=_random_test_split(),
@@ -219,9 +219,9 @@ def test_evaluate_with_the_tracking_server_down_warns_once_and_writes_everything
 def test_an_evaluation_that_breaks_ends_its_run_failed(tmp_path, tiny_detector, monkeypatch):
     import mlflow
 
-    from anomalyvae import plots
-    from anomalyvae.pipeline import evaluate_detector
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.evaluation import plots
+    from anomalyvae.pipeline.images import evaluate_detector
+    from anomalyvae.tracking.runs import Tracker
 
     def broken(*args, **kwargs):
         raise RuntimeError("no figure today")
@@ -241,7 +241,7 @@ def test_the_benchmark_logs_one_flat_run_per_model(tmp_path, tiny_detector):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import detection
 
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.runs import Tracker
 
     uri = f"sqlite:///{tmp_path / 'b.db'}"
     tracker = Tracker("bench", uri)
@@ -264,7 +264,7 @@ def test_an_mvtec_evaluation_puts_pixel_metrics_on_the_model_and_names_defects_n
     folders' labels are only their sorted positions, so neither may reach MLflow as if it did."""
     import mlflow
 
-    from anomalyvae import synthetic
+    from anomalyvae.data import synthetic
 
     root = synthetic.generate(tmp_path / "surface", n_train=40, n_test_good=6, n_per_defect=3, size=48, seed=1)
     env = {"OMP_NUM_THREADS": "1"}

@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from anomalyvae import device, distributed
+from anomalyvae.vae import device, distributed
 from anomalyvae.config import make_config
 from anomalyvae.estimator import AnomalyVAE
 from anomalyvae.errors import AnomalyVAEError
@@ -111,11 +111,11 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from anomalyvae.config import Config
-    from anomalyvae.model import build_model, elbo_terms
+    from anomalyvae.vae.model import build_model, elbo_terms
     from anomalyvae.scores import available
 
     NAMES = available("images", "global")  # the local detector scores on the CPU path of test_local.py
-    from anomalyvae.scoring import ScoreState, encode_mu, score_batch
+    from anomalyvae.detectors.scoring import ScoreState, encode_mu, score_batch
 
     cfg = Config(arch="conv").validate()
     mode = FakeTensorMode()
@@ -146,7 +146,7 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here; CI has none)")
 def test_training_and_scoring_on_a_gpu_match_the_cpu(tmp_path, mnist_dir, cli):
     """One short training on the GPU; the saved model scores alike on the GPU and the CPU."""
-    from anomalyvae.idx import read_idx
+    from anomalyvae.data.idx import read_idx
 
     code, _, err = cli("train", "--normal", "1", "--limit", "1000", "--epochs", "2", "--device", "cuda",
                        "--no-tracking", "--data-dir", mnist_dir, "--out", tmp_path / "m")

@@ -19,7 +19,7 @@ def _auroc(model_dir, mnist_dir):
     from sklearn.metrics import roc_auc_score
 
     from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.idx import read_idx
+    from anomalyvae.data.idx import read_idx
 
     x = torch.from_numpy(read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:2000].copy())
     y = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")[:2000] != 1

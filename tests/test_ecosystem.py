@@ -48,7 +48,7 @@ def tracking_uri(workdir):
 
 @pytest.fixture(scope="module")
 def test_images(mnist_dir):
-    from anomalyvae.idx import read_idx
+    from anomalyvae.data.idx import read_idx
 
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:30]
     noise = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)  # surely anomalous
@@ -152,7 +152,7 @@ def test_score_writes_heat_maps_and_loads_the_model_from_mlflow(trained, workdir
 
 def test_load_detector_takes_run_uris_and_says_what_is_wrong(trained, tracking_uri):
     from anomalyvae.errors import ModelDirError
-    from anomalyvae.mlflow_model import load_detector
+    from anomalyvae.tracking.mlflow_model import load_detector
 
     model_dir, run_id = trained
     for uri in (f"runs:/{run_id}/{LOGGED}", f"runs:/{run_id}/model"):  # the pyfunc model and the raw folder
@@ -169,7 +169,7 @@ def _chromium() -> str | None:
 def report(trained, workdir, mnist_dir):
     """`evaluate` on labelled folders, once: the report the tests below read, render and fetch from MLflow.
     When it fails, each of them errors with its output (never a skip)."""
-    from anomalyvae.idx import read_idx
+    from anomalyvae.data.idx import read_idx
 
     images, labels = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz"), read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     for name, sel in (("normal", labels != 9), ("anomaly", labels == 9)):
@@ -255,7 +255,7 @@ def test_mlflow_ui_on_loopback_shows_both_runs_their_metrics_and_the_report(repo
 
 
 def test_a_failure_while_logging_the_model_only_warns(tmp_path):
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.runs import Tracker
 
     warnings = []
     t = Tracker("t", warn=warnings.append)  # as inside a run: enabled

@@ -196,8 +196,8 @@ def test_contamination_flags_that_fraction_of_the_fit_data():
 def test_a_python_fit_stores_the_colour_scale_of_its_anomaly_pictures(image_model):
     """fit_splits fits everything, the maps' colour scale too (it was left to the CLI's train job): the highest
     map value over the held-out normal images, which is the largest `peak` score among them."""
-    from anomalyvae.heatmaps import anomaly_maps
-    from anomalyvae.inputs import to_images
+    from anomalyvae.evaluation.heatmaps import anomaly_maps
+    from anomalyvae.data.inputs import to_images
 
     est, imgs, y = image_model
     vmax = est.info_["map_vmax"]

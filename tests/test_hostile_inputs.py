@@ -14,7 +14,7 @@ from PIL import Image
 
 from anomalyvae.estimator import AnomalyVAE
 from anomalyvae.errors import DataError
-from anomalyvae.images import load_image
+from anomalyvae.data.images import load_image
 
 TINY = "arch: mlp\nhidden: 32\nlatent_dim: 4\nlatent_components: 2\nthreads: 1\n"
 
@@ -129,7 +129,7 @@ def test_train_on_a_folder_without_usable_images_is_one_line_exit_2(tmp_path, cl
 
 
 def test_unreadable_files_and_folders_are_error_rows(tmp_path, tiny_detector):
-    from anomalyvae.inference import score_paths
+    from anomalyvae.pipeline.files import score_paths
 
     Image.fromarray(gray(0)).save(tmp_path / "ok.png")
     Image.fromarray(gray(1)).save(tmp_path / "locked.png")
@@ -156,15 +156,15 @@ def test_a_permission_error_while_opening_is_a_data_error(tmp_path, monkeypatch)
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    import anomalyvae.images
+    import anomalyvae.data.images
 
-    monkeypatch.setattr(anomalyvae.images, "open", denied, raising=False)  # the module reads the file itself
+    monkeypatch.setattr(anomalyvae.data.images, "open", denied, raising=False)  # the module reads the file itself
     with pytest.raises(DataError, match="cannot read: Permission denied"):
         load_image(tmp_path / "x.png", 28)
 
 
 def test_a_file_that_is_not_utf8_named_is_scored_when_named_directly(tmp_path, tiny_detector):
-    from anomalyvae.inference import score_paths
+    from anomalyvae.pipeline.files import score_paths
 
     name = os.fsencode(tmp_path) + b"/\xff\xfe.png"
     Image.fromarray(gray(0)).save(open(name, "wb"), format="PNG")

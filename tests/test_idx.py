@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from anomalyvae.errors import DataError
-from anomalyvae.idx import parse_idx, read_idx
+from anomalyvae.data.idx import parse_idx, read_idx
 
 
 def idx_bytes(array: np.ndarray, code=0x08) -> bytes:

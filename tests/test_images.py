@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from anomalyvae.errors import DataError
-from anomalyvae.images import iter_image_files, load_image
+from anomalyvae.data.images import iter_image_files, load_image
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "1", "I;16", "I", "F", "LA"])
@@ -80,8 +80,8 @@ def test_symlink_loops_do_not_hang_the_walk(tmp_path):
 import struct  # noqa: E402
 import zlib  # noqa: E402
 
-from anomalyvae import images  # noqa: E402
-from anomalyvae.images import COLOUR_TO_GREY, GREY_TO_COLOUR, load_files  # noqa: E402
+from anomalyvae.data import images  # noqa: E402
+from anomalyvae.data.images import COLOUR_TO_GREY, GREY_TO_COLOUR, load_files  # noqa: E402
 
 
 def rgb(seed, shape=(32, 32)):

@@ -1,8 +1,8 @@
-"""anomalyvae.knn: the knn score's search (issue 15), exact for small sets of codes, faiss IVF for large ones."""
+"""anomalyvae.detectors.knn: the knn score's search (issue 15), exact for small sets of codes, faiss IVF for large ones."""
 
 import torch
 
-from anomalyvae import knn
+from anomalyvae.detectors import knn
 
 
 

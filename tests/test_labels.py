@@ -6,7 +6,7 @@ import pytest
 from anomalyvae import AnomalyVAE
 from anomalyvae.config import make_config
 from anomalyvae.errors import AnomalyVAEError, InvalidInput
-from anomalyvae.idx import read_idx
+from anomalyvae.data.idx import read_idx
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_hknn_keeps_only_live_hidden_units_and_ranks_noise_above_digits(labelled
 
 
 def test_samples_of_one_class_are_read_back_as_that_class(labelled):
-    from anomalyvae.sampling import prior_samples
+    from anomalyvae.vae.sampling import prior_samples
 
     det, _ = labelled
     agree = [(det.looks_like((prior_samples(det, 16, label=c) * 255).round().byte()) == c).mean() for c in range(9)]
@@ -97,14 +97,14 @@ def test_samples_of_one_class_are_read_back_as_that_class(labelled):
 
 
 def test_sampling_a_class_needs_a_labelled_model(tiny_detector):
-    from anomalyvae.sampling import prior_samples
+    from anomalyvae.vae.sampling import prior_samples
 
     with pytest.raises(InvalidInput, match="--use-labels"):
         prior_samples(tiny_detector, 4, label=0)
 
 
 def test_a_labelled_model_is_named_so():
-    from anomalyvae import lineage
+    from anomalyvae.tracking import lineage
 
     assert lineage.model_name(make_config(use_labels=True)) == "mnist-normal-0-8-conv-labels"
     assert lineage.model_name(make_config()) == "mnist-normal-0-8-conv"

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from anomalyvae.errors import DataError
-from anomalyvae.layouts import (GOOD, folder_test, load_test_set, mvtec_test, mvtec_train, recognise)
+from anomalyvae.data.layouts import (GOOD, folder_test, load_test_set, mvtec_test, mvtec_train, recognise)
 
 
 def png(path, arr):

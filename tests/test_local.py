@@ -1,4 +1,4 @@
-"""The local detector (anomalyvae/local.py): patches, memory banks, maps; the image-size rule; small-data warnings."""
+"""The local detector (anomalyvae/detectors/local.py): patches, memory banks, maps; the image-size rule; small-data warnings."""
 
 import json
 import warnings
@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from anomalyvae import photos
+from anomalyvae.data import photos
 from anomalyvae.config import AUTO_IMAGE_CAP, auto_image_size, make_config
 from anomalyvae.estimator import AnomalyVAE
 
@@ -118,7 +118,7 @@ def test_little_data_gets_a_warning_that_says_what_to_do(cli, tmp_path):
 
 
 def test_heat_maps_for_every_image_on_request_with_labelled_panels(cli, tmp_path):
-    from anomalyvae.heatmaps import LABEL_H
+    from anomalyvae.evaluation.heatmaps import LABEL_H
 
     folder = _folder(tmp_path / "imgs", [(48, 48)] * 12)
     code, out, err = cli("train", "--dataset", "folder", "--train-dir", folder, "--epochs", "1", "--no-tracking",
@@ -136,7 +136,7 @@ def test_heat_maps_for_every_image_on_request_with_labelled_panels(cli, tmp_path
 
 
 def test_sample_draws_what_the_model_thinks_is_normal_the_same_way_each_time(fitted, cli, tmp_path):
-    from anomalyvae.sampling import prior_samples
+    from anomalyvae.vae.sampling import prior_samples
 
     a, b = prior_samples(fitted, 8), prior_samples(fitted, 8)
     assert a.shape == (8, 3, 8, 8) and torch.equal(a, b) and a.std() > 0  # patches of the local detector

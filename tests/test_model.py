@@ -5,7 +5,7 @@ import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence as torch_kl
 
 from anomalyvae.config import Config
-from anomalyvae.model import MLPVAE, build_model, elbo_terms, kl_divergence, reparameterize
+from anomalyvae.vae.model import MLPVAE, build_model, elbo_terms, kl_divergence, reparameterize
 
 
 def test_kl_matches_the_distributions_library():
@@ -66,7 +66,7 @@ def test_forward_returns_decoder_output_mu_and_logvar():
 
 @pytest.mark.parametrize("size, steps", [(28, 2), (32, 2), (64, 3), (128, 4), (224, 5), (256, 5), (30, 1), (8, 1)])
 def test_the_conv_depth_follows_the_image_size(size, steps):
-    from anomalyvae.model import ConvVAE
+    from anomalyvae.vae.model import ConvVAE
 
     model = ConvVAE((3, size, size))
     assert sum(isinstance(m, torch.nn.Conv2d) for m in model.enc) == steps
@@ -76,7 +76,7 @@ def test_the_conv_depth_follows_the_image_size(size, steps):
 @pytest.mark.parametrize("size", [100, 7, 50])
 def test_an_image_size_the_conv_model_cannot_take_is_an_error_listing_sizes_that_work(size):
     from anomalyvae.errors import AnomalyVAEError
-    from anomalyvae.model import ConvVAE
+    from anomalyvae.vae.model import ConvVAE
 
     with pytest.raises(AnomalyVAEError, match=f"cannot take image_size {size}.*sizes near it that work: \\d+"):
         ConvVAE((1, size, size))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from anomalyvae.config import make_config
-from anomalyvae.lineage import model_name, train_run_name
+from anomalyvae.tracking.lineage import model_name, train_run_name
 
 
 def test_a_flat_folder_run_is_named_by_its_folder_and_the_one_above_a_generic_name(tmp_path):
@@ -35,8 +35,8 @@ def test_a_logged_model_is_named_by_what_it_learned_not_detector(tmp_path):
 
 
 def test_the_report_of_a_folder_model_names_its_folder_not_normal_classes(tiny_detector, tmp_path):
-    from anomalyvae.layouts import TestSet
-    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.data.layouts import TestSet
+    from anomalyvae.pipeline.images import evaluate_detector
 
     tiny_detector.config_.dataset, tiny_detector.config_.train_dir = "folder", str(tmp_path / "screws" / "train")
     tiny_detector.info_["normal_classes"] = []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from anomalyvae.pixel_metrics import aupro, pixel_auroc, pro_curve
+from anomalyvae.evaluation.pixel_metrics import aupro, pixel_auroc, pro_curve
 
 
 def test_a_map_equal_to_the_mask_scores_one():

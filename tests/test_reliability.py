@@ -170,7 +170,7 @@ def test_two_trainings_at_once_on_one_fresh_mlflow_db_both_keep_their_runs(tmp_p
 
 def nan_loss_from_step(monkeypatch, first_bad_step: int) -> None:
     """Make the training loss NaN from the given optimiser step on (validation stays finite)."""
-    import anomalyvae.train as train_module  # the training step's loss lives there
+    import anomalyvae.vae.train as train_module  # the training step's loss lives there
 
     real, calls = train_module.elbo_terms, [0]
 
@@ -370,7 +370,7 @@ def test_from_python_the_signal_handlers_are_untouched_and_ctrl_c_saves_then_rai
         tmp_path, mnist_dir):
     from anomalyvae.config import make_config
     from anomalyvae.errors import TrainingInterrupted
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.pipeline.images import train_detector
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     seen = []
@@ -395,7 +395,7 @@ def test_from_python_the_signal_handlers_are_untouched_and_ctrl_c_saves_then_rai
 _SIGTERM_FROM_PYTHON = """
 import os, signal, sys
 from anomalyvae.config import make_config
-from anomalyvae.pipeline import train_detector
+from anomalyvae.pipeline.images import train_detector
 
 def on_step(epoch, step, steps, loss):
     if epoch == 2:
@@ -423,7 +423,7 @@ def test_from_python_train_detector_tracks_nothing_unless_given_a_tracker_as_the
     from conftest import ROOT
 
     from anomalyvae.config import make_config
-    from anomalyvae.pipeline import train_detector
+    from anomalyvae.pipeline.images import train_detector
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -456,7 +456,7 @@ def test_the_cli_signal_handler_says_what_it_does_without_running_rich(monkeypat
 
 @pytest.mark.parametrize("epoch_done", [True, False], ids=["checkpoint", "no-epoch"])
 def test_a_second_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, cli, monkeypatch, epoch_done):
-    from anomalyvae import pipeline
+    from anomalyvae.pipeline import images as pipeline
     from anomalyvae.modeldir import CHECKPOINT_FILE
 
     def aborted(cfg, out, *args, **kwargs):  # the second Ctrl-C lands mid-training: no saving, at once

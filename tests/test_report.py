@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from anomalyvae import heatmaps
+from anomalyvae.evaluation import heatmaps
 
 
 @pytest.fixture
 def labelled(tiny_detector):
     """8 normal and 8 anomalous test images: exactly the 16 the report shows."""
-    from anomalyvae.layouts import TestSet
+    from anomalyvae.data.layouts import TestSet
 
     images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     labels = np.array([0] * 8 + [1] * 8)
@@ -33,7 +33,7 @@ def captions(page: str) -> list[tuple[str, str]]:
 ])
 def test_report_captions_mark_true_and_false_positives_from_the_labels(tiny_detector, labelled, tmp_path,
                                                                         threshold, expected):
-    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.pipeline.images import evaluate_detector
 
     tiny_detector.threshold_ = threshold
     evaluate_detector(tiny_detector, tmp_path, test=labelled)
@@ -44,7 +44,7 @@ def test_report_captions_mark_true_and_false_positives_from_the_labels(tiny_dete
 
 
 def test_report_captions_agree_with_scores_and_labels_at_the_calibrated_threshold(tiny_detector, labelled, tmp_path):
-    from anomalyvae.pipeline import evaluate_detector
+    from anomalyvae.pipeline.images import evaluate_detector
 
     scores = tiny_detector.anomaly_scores(labelled.images)[tiny_detector.score_]
     evaluate_detector(tiny_detector, tmp_path, test=labelled)
@@ -59,7 +59,7 @@ def test_report_captions_agree_with_scores_and_labels_at_the_calibrated_threshol
 def test_curve_legends_do_not_cover_the_axes(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from anomalyvae import plots
+    from anomalyvae.evaluation import plots
 
     overlaps, real_savefig = [], Figure.savefig
 

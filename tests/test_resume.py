@@ -84,8 +84,8 @@ def test_from_python_a_contradicting_config_is_refused(interrupted):
     import dataclasses
 
     from anomalyvae.errors import AnomalyVAEError
-    from anomalyvae.pipeline import train_detector
-    from anomalyvae.resume import resume_config
+    from anomalyvae.pipeline.images import train_detector
+    from anomalyvae.vae.resume import resume_config
 
     saved = resume_config(interrupted)
     assert saved.normal == "0-8" and saved.hidden == 32

@@ -2,12 +2,12 @@ import numpy as np
 import torch
 
 from anomalyvae.config import Config
-from anomalyvae.scoring import COMPUTE, Pass, ScoreState, fit_latent, fit_normalisation, knn_distance, latent_nll
+from anomalyvae.detectors.scoring import COMPUTE, Pass, ScoreState, fit_latent, fit_normalisation, knn_distance, latent_nll
 
 
 def _pass(**given):
     """A scoring pass with just the fields a test needs (the others None)."""
-    from anomalyvae.model import MLPVAE
+    from anomalyvae.vae.model import MLPVAE
 
     base = dict(model=MLPVAE((1, 28, 28)), x=None, out=None, mu=None, logvar=None, state=ScoreState(),
                 cfg=Config().validate(), precision="float32")
@@ -32,7 +32,7 @@ def test_knn_distance_is_the_mean_of_the_k_smallest_distances():
 
 
 def test_the_knn_index_is_built_once_per_model_and_shared_by_its_device_copies():
-    from anomalyvae import knn
+    from anomalyvae.detectors import knn
 
     state = ScoreState(codes=torch.randn(knn.IVF_MIN_CODES + 10, 4))
     a, b = state.to(torch.device("cpu")), state.to(torch.device("cpu"))
@@ -59,7 +59,7 @@ def test_combined_is_the_sum_of_scores_standardised_on_normal_data():
 
 
 def test_iwae_bound_is_tighter_than_the_elbo_and_deterministic():
-    from anomalyvae.model import build_model, elbo_terms
+    from anomalyvae.vae.model import build_model, elbo_terms
 
     torch.manual_seed(0)
     model = build_model(Config(arch="mlp", latent_dim=3, hidden=16).validate(), (1, 28, 28)).eval()
@@ -76,7 +76,7 @@ def test_iwae_bound_is_tighter_than_the_elbo_and_deterministic():
 
 
 def test_box_blur_is_avg_pool_without_the_padding():
-    from anomalyvae.scoring import box_blur
+    from anomalyvae.detectors.scoring import box_blur
 
     x = torch.rand(3, 2, 28, 20, generator=torch.Generator().manual_seed(0))
     want = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)

@@ -6,10 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from anomalyvae import images, runtime
+from anomalyvae.data import images
+from anomalyvae.vae import runtime
 from anomalyvae.config import make_config
 from anomalyvae.errors import AnomalyVAEError, DataError
-from anomalyvae.images import load_image
+from anomalyvae.data.images import load_image
 
 
 def pillow_gray(path):
@@ -110,8 +111,8 @@ def test_precision_is_validated():
 
 
 def test_scores_in_bfloat16_rank_like_float32():
-    from anomalyvae.model import MLPVAE
-    from anomalyvae.scoring import ScoreState, score_inputs
+    from anomalyvae.vae.model import MLPVAE
+    from anomalyvae.detectors.scoring import ScoreState, score_inputs
 
     torch.manual_seed(0)
     model = MLPVAE((1, 28, 28), 64, 8)
@@ -125,9 +126,9 @@ def test_scores_in_bfloat16_rank_like_float32():
 
 
 def test_training_in_bfloat16_ends_near_float32(mnist_dir):
-    from anomalyvae.data import load_train
-    from anomalyvae.model import build_model
-    from anomalyvae.train import fit
+    from anomalyvae.data.datasets import load_train
+    from anomalyvae.vae.model import build_model
+    from anomalyvae.vae.train import fit
 
     cfg = make_config(arch="mlp", latent_dim=20, data_dir=str(mnist_dir), limit=3000, epochs=2)
     data = load_train(cfg)
@@ -143,7 +144,7 @@ def test_training_in_bfloat16_ends_near_float32(mnist_dir):
 
 def test_score_paths_rows_match_pillow_decoding_and_keep_error_rows(tmp_path):
     from anomalyvae.estimator import AnomalyVAE
-    from anomalyvae.inference import score_paths
+    from anomalyvae.pipeline.files import score_paths
 
     images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     det = AnomalyVAE(arch="mlp", latent_dim=8, hidden=32, anomaly_score="elbo", epochs=1, random_state=0).fit(images)
@@ -165,7 +166,7 @@ def test_score_paths_rows_match_pillow_decoding_and_keep_error_rows(tmp_path):
 def test_tracker_logs_in_call_order_and_finishes_the_run(tmp_path):
     import mlflow
 
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.runs import Tracker
 
     t = Tracker("exp", f"sqlite:///{tmp_path / 'm.db'}")
     t.start("run")
@@ -179,7 +180,7 @@ def test_tracker_logs_in_call_order_and_finishes_the_run(tmp_path):
 
 
 def test_a_failing_tracker_warns_once_and_reports_no_run(tmp_path):
-    from anomalyvae.tracking import Tracker
+    from anomalyvae.tracking.runs import Tracker
 
     warnings = []
     (tmp_path / "file").write_text("x")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalyvae import synthetic
-from anomalyvae.layouts import load_test_set, mvtec_test, recognise
+from anomalyvae.data import synthetic
+from anomalyvae.data.layouts import load_test_set, mvtec_test, recognise
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

@@ -7,7 +7,7 @@ import pytest
 
 from anomalyvae import AnomalyVAE
 from anomalyvae.errors import AnomalyVAEError, DataError, InvalidInput
-from anomalyvae.tables import MAX_CATEGORIES, TableEncoder, fit_table, read_table, score_table
+from anomalyvae.data.tables import MAX_CATEGORIES, TableEncoder, fit_table, read_table, score_table
 from conftest import run_cli
 
 
@@ -122,7 +122,7 @@ def test_the_model_directory_keeps_the_encoding(model, tmp_path):
 def test_the_mlflow_model_takes_the_training_columns_by_name_and_refuses_a_missing_one(model, tmp_path):
     import mlflow
 
-    from anomalyvae.mlflow_model import log_model
+    from anomalyvae.tracking.mlflow_model import log_model
 
     model.save(tmp_path / "m")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")

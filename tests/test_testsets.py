@@ -10,8 +10,8 @@ from scipy.ndimage import gaussian_filter
 
 from anomalyvae.config import make_config
 from anomalyvae.errors import AnomalyVAEError, DataError
-from anomalyvae.scoring import pixel_map
-from anomalyvae.testsets import build
+from anomalyvae.detectors.scoring import pixel_map
+from anomalyvae.data.testsets import build
 
 
 def fake(dataset="folder", channels=3, size=16, normal=()):
@@ -64,7 +64,7 @@ def test_the_anomaly_map_is_squared_error_summed_over_channels_then_smoothed():
 
 
 def test_a_flat_mnist_folder_is_never_read_as_fashion_mnist(tmp_path, monkeypatch, mnist_dir):
-    from anomalyvae import data
+    from anomalyvae.data import datasets as data
 
     for f in mnist_dir.glob("*.gz"):
         (tmp_path / f.name).symlink_to(f)  # the same file names Fashion-MNIST uses
@@ -77,7 +77,7 @@ def test_a_flat_mnist_folder_is_never_read_as_fashion_mnist(tmp_path, monkeypatc
 def test_other_official_files_are_identified_and_custom_ones_are_not(tmp_path, mnist_dir):
     import gzip
 
-    from anomalyvae.data import identify
+    from anomalyvae.data.datasets import identify
 
     assert identify(mnist_dir / "t10k-labels-idx1-ubyte.gz", "test") == "mnist"
     assert identify(mnist_dir / "t10k-labels-idx1-ubyte.gz", "train") is None

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from anomalyvae.errors import AnomalyVAEError
-from anomalyvae.threshold import calibrate, flag, realized_fpr
+from anomalyvae.evaluation.threshold import calibrate, flag, realized_fpr
 
 
 @pytest.mark.parametrize("fpr", [0.01, 0.05, 0.2])

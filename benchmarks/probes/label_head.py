@@ -8,9 +8,9 @@ from pathlib import Path
 from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from anomalyvae.idx import read_idx
+from anomalyvae.data.idx import read_idx
 from anomalyvae.config import make_config
-from anomalyvae.model import build_model, elbo_terms
+from anomalyvae.vae.model import build_model, elbo_terms
 ds, digits, weight = sys.argv[1], [int(c) for c in sys.argv[2].split(",")], float(sys.argv[3])
 epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 6
 dirs = {"mnist": os.environ.get("ANOMALYVAE_DATA_DIR", "data/mnist"), "fashion-mnist": "/usr/share/datasets/fashion-mnist"}

@@ -6,7 +6,7 @@ import os
 import sys, time, numpy as np, torch
 from pathlib import Path
 from sklearn.metrics import roc_auc_score
-from anomalyvae.idx import read_idx
+from anomalyvae.data.idx import read_idx
 ds = sys.argv[1]
 root = Path({"mnist": os.environ.get("ANOMALYVAE_DATA_DIR", "data/mnist"), "fashion": "/usr/share/datasets/fashion-mnist"}[ds])
 def load(s):

@@ -10,9 +10,9 @@ import sys, time, numpy as np, torch
 from pathlib import Path
 from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-from anomalyvae.idx import read_idx
+from anomalyvae.data.idx import read_idx
 from anomalyvae.config import make_config
-from anomalyvae.pipeline import train_detector
+from anomalyvae.pipeline.images import train_detector
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from knn_exact import knn  # noqa: E402
 ds, digits, tag = sys.argv[1], [int(c) for c in sys.argv[2].split(",")], sys.argv[3]

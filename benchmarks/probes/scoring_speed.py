@@ -4,7 +4,7 @@
 """
 import dataclasses, time, numpy as np, torch
 from anomalyvae import AnomalyVAE
-from anomalyvae.idx import read_idx
+from anomalyvae.data.idx import read_idx
 import os
 R = os.environ.get("ANOMALYVAE_DATA_DIR", "data/mnist") + "/"
 x = read_idx(R + "train-images-idx3-ubyte.gz"); y = read_idx(R + "train-labels-idx1-ubyte.gz")

@@ -1,0 +1,269 @@
+"""Tables (CSV or Parquet) as feature vectors: the encoding rule, and train / score / evaluate for the CLI.
+
+The rule, fitted on the normal training table and saved with the model (model.json, "table"):
+- numeric and boolean columns are features as they are;
+- a text (or categorical) column with at most MAX_CATEGORIES distinct values is one-hot encoded, one feature
+  per value seen in training (named `column=value`); a value not seen in training sets none of them;
+- any other text column is an error naming it: drop it with --exclude-columns (ids, free text, dates);
+- a constant column is kept: its scale is floored at the median spread of the columns (estimator.PREPROCESSING),
+  so a row that leaves the constant scores by how far it leaves it;
+- an empty cell, NaN or an infinite value is an error naming the column and the first such row.
+Columns are matched by name, in any order; a training column missing at scoring time is an error naming it,
+and extra columns (an id, the label) are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, InvalidInput
+
+MAX_CATEGORIES = 20  # a text column with more distinct values is not a category (ids, names, free text)
+SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame; a missing, unreadable or row-less file is a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"table {path} does not exist; pass a .csv or .parquet file")
+    if path.suffix.lower() not in SUFFIXES:
+        raise DataError(f"table {path}: unknown format {path.suffix or '(no suffix)'}; use .csv or .parquet")
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"table {path} is empty; it needs a header line and rows") from None
+    except Exception as e:  # pandas and pyarrow raise many kinds
+        raise DataError(f"table {path} could not be read ({str(e).splitlines()[0][:160]})") from None
+    if len(frame) == 0:
+        raise DataError(f"table {path} has a header but no rows; add rows of data")
+    return frame
+
+
+@dataclass
+class TableEncoder:
+    """The encoding rule fitted on one table: which columns, in which order, and each category's values."""
+
+    columns: list[str]  # the table's columns the model uses, in training order
+    categories: dict[str, list[str]] = field(default_factory=dict)  # one-hot columns and their values
+    types: dict[str, str] = field(default_factory=dict)  # each column's type as MLflow names it (its signature)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, exclude: list[str] | tuple[str, ...] = ()) -> "TableEncoder":
+        unknown = [c for c in exclude if c not in frame.columns]
+        if unknown:
+            raise InvalidInput(f"--exclude-columns names {unknown[0]!r}, which the table does not have; "
+                               f"its columns are {', '.join(map(str, frame.columns))}")
+        columns, categories, types = [], {}, {}
+        for name in frame.columns:
+            if name in exclude:
+                continue
+            col = frame[name]
+            if _numeric(col):
+                columns.append(str(name))
+                types[str(name)] = ("boolean" if pd.api.types.is_bool_dtype(col) else
+                                    "long" if pd.api.types.is_integer_dtype(col) else "double")
+                continue
+            values = col.dropna().astype(str).unique()
+            if len(values) > MAX_CATEGORIES:
+                raise InvalidInput(f"column {name!r} is text with {len(values)} distinct values (at most "
+                                   f"{MAX_CATEGORIES} are one-hot encoded); leave it out with --exclude-columns {name}")
+            columns.append(str(name))
+            categories[str(name)] = sorted(values)
+            types[str(name)] = "string"
+        if not columns:
+            raise InvalidInput("the table has no columns left to learn from; check --exclude-columns")
+        return cls(columns, categories, types)
+
+    def feature_names(self) -> list[str]:
+        names = []
+        for c in self.columns:
+            names += [f"{c}={v}" for v in self.categories[c]] if c in self.categories else [c]
+        return names
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's features of `frame`, by column name; missing columns and bad cells are errors."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise InvalidInput(f"column {missing[0]!r} is missing; the model was trained on "
+                               f"{', '.join(self.columns)}")
+        parts = []
+        for c in self.columns:
+            col = frame[c]
+            if col.isna().any():
+                raise InvalidInput(f"column {c!r} has an empty cell or NaN (row {_first(col.isna())}); "
+                                   "fill or drop such rows first")
+            if c in self.categories:
+                text = col.astype(str)
+                parts += [(text == v).astype(np.float32).rename(f"{c}={v}") for v in self.categories[c]]
+                continue
+            if not _numeric(col):
+                raise InvalidInput(f"column {c!r} holds text where the model was trained on numbers "
+                                   f"(e.g. {col[~col.map(_is_number)].iloc[0]!r})")
+            values = col.astype(np.float64)
+            if not np.isfinite(values).all():
+                raise InvalidInput(f"column {c!r} has an infinite value (row {_first(~np.isfinite(values))}); "
+                                   "replace or drop such rows first")
+            parts.append(values.rename(c))
+        return pd.concat(parts, axis=1).set_axis(self.feature_names(), axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TableEncoder":
+        return cls(list(d["columns"]), {k: list(v) for k, v in d.get("categories", {}).items()},
+                   dict(d.get("types", {})))
+
+
+def _numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _first(mask) -> int:
+    """The first flagged row, numbered as in a spreadsheet of the file: the header is line 1, rows from 2."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+
+
+# -- the CLI's jobs ------------------------------------------------------------------------------------------
+TOP_FEATURES = 3  # features named per row in score's CSV
+
+
+def fit_table(frame: pd.DataFrame, exclude=(), **params):
+    """An AnomalyVAE fitted on a normal table under the rule above; `params` are AnomalyVAE's."""
+    from ..estimator import AnomalyVAE
+
+    encoder = TableEncoder.fit(frame, exclude)
+    det = AnomalyVAE(**params).fit(encoder.transform(frame))
+    det.table_ = encoder
+    return det
+
+
+def score_table(det, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per input row: the default score, is_anomaly, and the features with the largest shares."""
+    from ..detectors.explain import top
+
+    X = encoder_of(det).transform(frame)
+    score = det.anomaly_scores(X, which=[det.score_])[det.score_]
+    out = pd.DataFrame({det.score_: score, "is_anomaly": score > det.threshold_}, index=frame.index)
+    out["top_features"] = top(det.explain(X), TOP_FEATURES)
+    return out
+
+
+def encoder_of(det) -> TableEncoder:
+    enc = getattr(det, "table_", None)
+    if enc is None:
+        raise InvalidInput("this model was not trained on a table (anomalyvae train --table FILE); "
+                           "score image files with it instead")
+    return enc
+
+
+def _data_ref(path: Path, X: pd.DataFrame, context: str, what: str, **profile):
+    from ..tracking.lineage import DataRef, digest
+
+    values = np.ascontiguousarray(X.to_numpy(np.float32))
+    return DataRef(f"table-{path.stem}-{what}", digest(values), {"uri": path.resolve().as_uri()},
+                   {"rows": len(X), "features": X.shape[1], **profile}, context, [X.shape[1]], "float32")
+
+
+def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, tracker=None, say=print):
+    """`anomalyvae train --table`: fit on a normal table, write the model directory, track the run; returns
+    (detector, model directory). `cfg` is a validated Config (input_kind "features")."""
+    import datetime as dt
+
+    from ..estimator import AnomalyVAE
+    from ..tracking.lineage import TRAINING
+    from ..tracking.runs import Tracker
+
+    path = Path(path)
+    frame = read_table(path).iloc[:cfg.limit]  # --limit: the first rows only (quick runs)
+    encoder = TableEncoder.fit(frame, exclude)
+    X = encoder.transform(frame)
+    out = Path(out) if out is not None else Path("models") / (
+        f"table-{path.stem}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
+    tracker.start(run_name=f"train table {path.name} -> {out.name}",
+                  tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())},
+                  description=f"Trains an mlp VAE on the normal rows of `{path}` ({len(X):,} rows, {X.shape[1]} "
+                              f"features after encoding). Default score `{cfg.score}`. Model directory: `{out.resolve()}`.")
+    try:
+        data = _data_ref(path, X, TRAINING, "train", columns=", ".join(encoder.columns),
+                         excluded=", ".join(exclude))
+        tracker.log_params({**cfg.to_dict(), "table": str(path), "exclude_columns": ",".join(exclude),
+                            "n_rows": len(X), "n_features": X.shape[1]})
+        tracker.log_inputs([data])
+        say(f"training on {len(X):,} rows x {X.shape[1]} features of {path}")
+        det = AnomalyVAE.from_config(cfg).fit(X)
+        det.table_ = encoder
+        det.info_["table"] = str(path)
+        det.save(out)
+        tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"],
+                             "train_seconds": det.info_["train_seconds"], "best_epoch": det.info_["best_epoch"]})
+        tracker.log_artifact(out / "model.safetensors", "model")
+        tracker.log_artifact(out / "model.json", "model")
+        tracker.log_model(out, example=frame[encoder.columns].head(2))
+    except BaseException as e:
+        tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    tracker.end("FINISHED")
+    return det, out
+
+
+def evaluate_table(det, path: str | Path, label_column: str, tracker=None, model_dir: Path | None = None):
+    """`anomalyvae evaluate --table`: every score's AUROC / AUPRC against `label_column` (1, true or yes =
+    anomaly), and the default score's decision at the threshold; tracked as an evaluate run."""
+    from ..evaluation import metrics
+    from ..tracking.lineage import EVALUATION
+    from ..scores import available
+    from ..tracking.runs import Tracker
+
+    path = Path(path)
+    frame = read_table(path)
+    if label_column not in frame.columns:
+        raise InvalidInput(f"--label-column {label_column!r} is not a column of {path}; "
+                           f"its columns are {', '.join(map(str, frame.columns))}")
+    y = labels(frame[label_column], label_column)
+    if y.all() or not y.any():
+        raise DataError(f"{path}: column {label_column!r} marks {'every' if y.all() else 'no'} row as an anomaly; "
+                        "evaluation needs both normal and anomalous rows")
+    X = encoder_of(det).transform(frame)
+    scores = det.anomaly_scores(X, which=[s for s in available("features") if s != "iwae"])
+    main = scores[det.score_]
+    result = {"score": det.score_, **metrics.ranking(y, main), **metrics.at_threshold(y, main, det.threshold_),
+              "scores": {k: metrics.ranking(y, v) for k, v in scores.items()}, "per_class": [],
+              "n_test": int(len(y)), "n_anomalies": int(y.sum()), "model_dir": str(model_dir) if model_dir else None}
+    tracker = tracker or Tracker(det.config_.experiment, det.config_.tracking_uri, enabled=False)
+    tracker.start(run_name=f"evaluate table {path.name} (AUROC {result['auroc']:.3f})",
+                  tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir or "")})
+    tracker.log_inputs([_data_ref(path, X, EVALUATION, "test", anomalies=int(y.sum()), label_column=label_column)])
+    tracker.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float))})
+    tracker.log_metrics({f"auroc_{k}": v["auroc"] for k, v in result["scores"].items()})
+    tracker.end("FINISHED")
+    return result
+
+
+def labels(col: pd.Series, name: str) -> np.ndarray:
+    """A label column as booleans: 1 / 0, true / false, yes / no, anomaly / normal."""
+    if _numeric(col) and not col.isna().any():
+        return col.to_numpy().astype(float) != 0
+    text = col.astype(str).str.strip().str.lower()
+    truth = {"1": True, "true": True, "yes": True, "anomaly": True, "0": False, "false": False, "no": False,
+             "normal": False}
+    bad = ~text.isin(list(truth))
+    if bad.any():
+        raise InvalidInput(f"column {name!r} holds {col[bad].iloc[0]!r} (row {_first(bad)}); labels are 1/0, "
+                           "true/false, yes/no or anomaly/normal")
+    return text.map(truth).to_numpy(bool)

@@ -1,0 +1,1 @@
+"""Tracking: MLflow runs, the lineage of data and models, and the MLflow pyfunc model."""
