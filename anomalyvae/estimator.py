@@ -517,7 +517,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         return score_inputs(self.model_, data, self.state_, self.config_, which)
 
     def explain(self, X):
-        """Each feature's share of each row's anomaly, for feature vectors (anomalyvae/detectors/explain.py says how).
+        """Each feature's share of each row's anomaly, for feature vectors (anomalyvae/detectors/rows.py says how).
 
         Parameters
         ----------
@@ -539,7 +539,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         """
         import pandas as pd
 
-        from .detectors.explain import SPLITS, shares
+        from .detectors.rows import SPLITS, shares
 
         check_is_fitted(self)
         if self.config_.input_kind != "features":

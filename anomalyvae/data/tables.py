@@ -154,7 +154,7 @@ def fit_table(frame: pd.DataFrame, exclude=(), **params):
 
 def score_table(det, frame: pd.DataFrame) -> pd.DataFrame:
     """One row per input row: the default score, is_anomaly, and the features with the largest shares."""
-    from ..detectors.explain import top
+    from ..detectors.rows import top
 
     X = encoder_of(det).transform(frame)
     score = det.anomaly_scores(X, which=[det.score_])[det.score_]
