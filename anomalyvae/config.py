@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .detectors.registry import CHOICES, DETECTORS as REGISTRY
 from .errors import AnomalyVAEError
 
 DATASETS = ("mnist", "fashion-mnist", "mvtec", "folder")  # mvtec and folder: layouts.py
@@ -20,9 +21,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # measured: benchmarks/detection.py (class images), benchmarks/tabular.py (features); images of a folder or an
 # MVTec-AD layout under the global detector keep the sum they were measured with (synthetic inspection set)
 DEFAULT_COMBINE = {"images": "knn,hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak"}
-# global: one VAE of whole inputs (class datasets, tables); local: a VAE of image patches with a memory bank
-# of their normal codes (local.py), the default for folders of photos, where a whole-image VAE learns their mean
-DETECTORS = ("auto", "global", "local")
+# the detector registry (detectors/registry.py): global, one VAE of whole inputs (class datasets, tables);
+# local, a VAE of image patches with a memory bank of their normal codes, the default for folders of photos
+DETECTORS = CHOICES
 LAYOUT_DATASETS = ("mvtec", "folder")  # auto picks the local detector for these
 SUBSAMPLINGS = ("random", "coreset")  # memory.py
 # image_size unset: folders take their images' own size, the median shorter side rounded down to a multiple of
@@ -101,8 +102,9 @@ class Config:
             raise bad("detector", f"is {self.detector!r}; choose one of {', '.join(DETECTORS)}")
         if self.detector == "auto":
             self.detector = "local" if self.input_kind == "images" and self.dataset in LAYOUT_DATASETS else "global"
-        if self.detector == "local" and self.input_kind != "images":
-            raise bad("detector", "is 'local' but feature vectors have no image regions; use 'global'")
+        if not any(d.name == self.detector and d.inputs == self.input_kind for d in REGISTRY):
+            ok = [d.name for d in REGISTRY if d.inputs == self.input_kind]
+            raise bad("detector", f"is {self.detector!r}, which does not read {self.input_kind}; use {' or '.join(ok)}")
         if self.bank_subsampling not in SUBSAMPLINGS:
             raise bad("bank_subsampling", f"is {self.bank_subsampling!r}; choose one of {', '.join(SUBSAMPLINGS)}")
         if self.image_size is None and (self.dataset not in LAYOUT_DATASETS or self.input_kind == "features"):
@@ -174,8 +176,8 @@ class Config:
             raise bad("lr", f"is {self.lr}; it must be positive")
         if self.limit is not None and self.limit < 2:
             raise bad("limit", f"is {self.limit}; it must be at least 2 (or unset)")
-        if self.input_kind == "images" and self.arch == "conv" and self.image_size is not None:  # last: the only check that imports torch
-            from .vae.model import conv_depth
+        if self.input_kind == "images" and self.arch == "conv" and self.image_size is not None:  # last: it names the sizes that work
+            from .vae.shapes import conv_depth
 
             conv_depth(self.image_size)  # a size the network cannot take fails here, before any data is read
         return self
@@ -193,15 +195,15 @@ class Config:
 def auto_image_size(shapes: list[tuple[int, int]], arch: str) -> int:
     """The image side for a folder when none is given: the median shorter side of its images, rounded down to a
     multiple of 8 (at least 16), at most AUTO_IMAGE_CAP; for the global conv model, the largest size at most
-    that which its network takes (model.conv_depth)."""
+    that which its network takes (vae.shapes.conv_depth)."""
     import statistics  # not numpy: the CLI's help imports this module and must stay fast
 
     side = int(statistics.median_low([min(h, w) for h, w in shapes])) if shapes else 28
     side = max(16, min(AUTO_IMAGE_CAP, side // 8 * 8))
     if arch == "conv":
-        from .vae.model import _fits
+        from .vae.shapes import fits
 
-        side = max(s for s in range(16, side + 1) if _fits(s))
+        side = max(s for s in range(16, side + 1) if fits(s))
     return side
 
 

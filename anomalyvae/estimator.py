@@ -28,14 +28,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import __version__
 from .data import inputs
-from .config import Config, auto_epochs, feature_schedule, update
+from .config import Config, update
 from .data.datasets import Split
+from .detectors.registry import lookup
+from .detectors.scoring import encode_mu, fit_normalisation, score_all
 from .errors import AnomalyVAEError, InvalidInput, ModelDirError, TrainingDiverged
-from .vae.model import build_model
+from .evaluation.threshold import calibrate, realized_fpr
 from .modeldir import MODEL_FILE, atomic_write_bytes, read_tensors, write_tensors
 from .scores import SCORES, available
-from .detectors.scoring import ScoreState, encode_hidden, encode_mu, fit_hidden, fit_latent, fit_normalisation, fit_rows, score_inputs
-from .evaluation.threshold import calibrate, realized_fpr
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
 # two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
@@ -54,18 +54,6 @@ PREPROCESSING = {
                 "the median of the features' standard deviations (so a near-constant feature, such as an 8x8 "
                 "digit's border pixel, cannot outweigh the others: benchmarks/tabular.py)",
 }
-
-
-def log_columns(x: torch.Tensor) -> torch.Tensor:
-    """(D,) bool: features that are never negative and right-skewed (sample skewness > 1) in the rows x (N, D).
-
-    Their log brings a long tail (breast cancer's areas, an 8x8 digit's faint border pixels) to the scale of
-    the rest: with it the 8x8 digits went from 0.976 to 0.985 mean AUROC (python benchmarks/tabular.py --seeds 3,
-    before and after)."""
-    d = x - x.mean(0)
-    m2, m3 = d.pow(2).mean(0), d.pow(3).mean(0)
-    skew = torch.where(m2 > 0, m3 / m2.clamp_min(1e-300).pow(1.5), torch.zeros_like(m2))
-    return (x.min(0).values >= 0) & (skew > 1)
 
 
 class AnomalyVAE(OutlierMixin, BaseEstimator):
@@ -165,8 +153,9 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         The resolved configuration (anomalyvae/config.py).
     model_ : torch.nn.Module
         The fitted VAE.
-    state_ : ScoreState
-        What scoring learnt besides the network: latent mixture, normal codes, memory banks, score statistics.
+    state_ : dataclass
+        What the detector learnt besides the network (its module's state: latent mixture, normal codes, memory
+        banks, score statistics), saved with the model.
     threshold_ : float
         The threshold on the anomaly score: an input whose score is above it is an outlier.
     offset_ : float
@@ -398,75 +387,27 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             The best model, the per-epoch history and how training ended (interrupted, diverged).
         """
         from .vae import distributed
-        from .vae.train import fit as fit_network
 
+        detector = lookup(cfg.input_kind, cfg.detector).load()
         shape = tuple(train.images.shape[1:])
-        extra: dict[str, Any] = {}
-        if cfg.detector == "local":
-            from .detectors import local
-
-            result, cfg, scales, extra["n_patches"] = local.fit(cfg, train, val, out=out, resume=resume,
-                                                                on_step=on_step, on_epoch=on_epoch, run_id=run_id)
-        else:
-            fit_on = train
-            if cfg.epochs is None and cfg.input_kind == "features":
-                epochs, patience, repeats = feature_schedule(len(train), cfg.batch_size, cfg.patience)
-                cfg = dataclasses.replace(cfg, epochs=epochs, patience=patience)
-                fit_on = Split(train.images.repeat(repeats, 1), train.labels.repeat(repeats))
-            elif cfg.epochs is None:
-                cfg = dataclasses.replace(cfg, epochs=auto_epochs(len(train), cfg.batch_size))
-            classes = None
-            if cfg.use_labels:
-                if (train.labels < 0).any():
-                    raise InvalidInput("--use-labels needs the normal data's classes: a class dataset (--dataset "
-                                       "mnist or fashion-mnist) or AnomalyVAE(use_labels=True).fit(X, y); this "
-                                       "data has none")
-                if distributed.enabled():
-                    raise InvalidInput("--use-labels is not supported under torchrun yet; train with one process")
-                classes = sorted(set(train.labels.tolist()))
-            torch.manual_seed(cfg.seed)  # the initial weights
-            model = build_model(cfg, shape, classes)
-            if cfg.input_kind == "features":
-                x = train.images.double()
-                skewed = log_columns(x)
-                model.x_log.copy_(skewed.float())
-                x = torch.where(skewed, torch.log1p(x.clamp_min(0)), x)
-                std = x.std(0, unbiased=False)
-                model.x_mean.copy_(x.mean(0).float())
-                model.x_std.copy_(std.clamp_min(max(float(std.median()), 1e-6)).float())
-            result = fit_network(distributed.local_config(cfg), model, distributed.shard(fit_on), val, out=out,
-                                 resume=resume, on_step=on_step, on_epoch=on_epoch, run_id=run_id)
+        result, cfg, extra = detector.train(cfg, train, val, out=out, resume=resume, on_step=on_step,
+                                            on_epoch=on_epoch, run_id=run_id)
         distributed.finish()
         if not result.history or not distributed.is_main():
             return result
         self.config_, self.model_, self.input_shape_ = cfg, result.model.eval(), shape
         self.score_, self.n_features_in_ = cfg.score, int(math.prod(shape))
         self.history_ = [dataclasses.asdict(h) for h in result.history]
-        if cfg.detector == "local":
-            if on_phase is not None:
-                on_phase(f"calibrating: memory banks of {extra['n_patches']} patch codes at {len(scales)} scales, "
-                         f"threshold on {len(val)} held-out images")
-            banks = local.fit_banks(self.model_, train.images, scales, cfg)
-            mean, std = local.calibrate_maps(self.model_, banks, scales, val.images)
-            self.state_ = ScoreState(banks=banks, scales=scales, map_mean=mean, map_std=std)
-            extra["bank_codes"] = [len(b.codes) for b in banks]
-        else:
-            if on_phase is not None:  # seconds of work after the last step: say so (the CLI prints it)
-                on_phase(f"calibrating: latent model on {len(train)} codes, threshold on {len(val)} held-out inputs")
-            if cfg.input_kind == "features":
-                self.state_ = fit_latent(encode_mu(self.model_, train.images), cfg.latent_components, cfg.seed)
-                fit_rows(self.state_, self.model_, train.images, cfg.seed)
-            else:  # one encoder pass gives the codes and hknn's hidden layers
-                hidden, mu = encode_hidden(self.model_, train.images)
-                self.state_ = fit_latent(mu, cfg.latent_components, cfg.seed)
-                fit_hidden(self.state_, hidden, cfg.seed)
+        if on_phase is not None:  # seconds of work after the last step: say so (the CLI prints it)
+            on_phase(detector.calibrating(cfg, train, val, extra))
+        self.state_ = detector.fit_state(self.model_, cfg, train, val, extra)
         components = [s for s in available(cfg.input_kind, cfg.detector, cfg.use_labels) if s != "combined"]
-        val_scores = score_inputs(self.model_, val.images, self.state_, cfg, components)
+        val_scores = self.anomaly_scores(val.images, components, _prepared=True)
         fit_normalisation(self.state_, val_scores)
         # the default score was among the components unless it sums them (combined: only now normalised)
         main = val_scores.get(cfg.score)
         if main is None:
-            main = score_inputs(self.model_, val.images, self.state_, cfg, [cfg.score])[cfg.score]
+            main = self.anomaly_scores(val.images, [cfg.score], _prepared=True)[cfg.score]
         self.threshold_ = calibrate(main, cfg.fpr)
         self.offset_ = -self.threshold_
         self.info_ = {**(info or {}), "n_train": len(train), "n_val": len(val), "best_epoch": result.best_epoch,
@@ -514,7 +455,9 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         data = X if _prepared else self._read(X, reset=False)
         which = list(which) if which is not None else list(self.default_scores())
-        return score_inputs(self.model_, data, self.state_, self.config_, which)
+        detector = lookup(self.config_.input_kind, self.config_.detector).load()
+        return score_all(detector.score_batch, self.model_, data, self.state_, self.config_, which,
+                         double=self.config_.input_kind == "features")
 
     def explain(self, X):
         """Each feature's share of each row's anomaly, for feature vectors (anomalyvae/detectors/rows.py says how).
@@ -539,12 +482,12 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         """
         import pandas as pd
 
-        from .detectors.rows import SPLITS, shares
+        from .detectors.rows import SPLITS, explain
 
         check_is_fitted(self)
         if self.config_.input_kind != "features":
             raise InvalidInput("explain is for feature vectors; for images the anomaly map shows where "
-                               "(anomalyvae score --heatmaps DIR, or anomalyvae.detectors.scoring.pixel_map)")
+                               "(anomalyvae score --heatmaps DIR, or AnomalyVAE.maps_and_recons)")
         parts = self.config_.combine_parts() if self.score_ == "combined" else [self.score_]
         if not set(parts) & set(SPLITS):
             raise InvalidInput(f"score {self.score_!r} has no per-feature part; explain needs one of "
@@ -553,7 +496,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         names = getattr(self, "feature_names_in_", None)
         columns = [str(c) for c in names] if names is not None else [f"x{i}" for i in range(data.shape[1])]
         index = X.index if hasattr(X, "index") and hasattr(X, "columns") else None
-        return pd.DataFrame(shares(self.model_, data, self.state_, self.config_, self.score_), columns=columns,
+        return pd.DataFrame(explain(self.model_, data, self.state_, self.config_, self.score_), columns=columns,
                             index=index)
 
     def maps_and_recons(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -567,26 +510,14 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         Returns
         -------
         maps : ndarray of shape (N, S, S)
-            Higher = more anomalous: the global model's smoothed per-pixel squared error (heatmaps.py), or the
-            local detector's novelty map (local.py).
+            Higher = more anomalous: the global model's smoothed per-pixel squared error (detectors/whole.py),
+            or the local detector's novelty map (detectors/local.py).
         recons : ndarray of shape (N, C, S, S)
             Reconstructions in [0, 1].
         """
         check_is_fitted(self)
-        if self.config_.detector != "local":
-            from .evaluation.heatmaps import maps_and_recons
-
-            return maps_and_recons(self.model_, images)
-        from .detectors import local
-        from .detectors.scoring import batch_for, batches, local_maps
-
-        maps, recs = [], []
-        for sl in batches(len(images), batch_for(images)):
-            maps.append(local_maps(self.model_, self.state_, images[sl]).numpy())
-            recs.append(local.reconstructions(self.model_, images[sl]).numpy())
-        if not maps:
-            return np.zeros((0, *images.shape[-2:]), np.float32), np.zeros((0, *images.shape[1:]), np.float32)
-        return np.concatenate(maps), np.concatenate(recs)
+        return lookup(self.config_.input_kind, self.config_.detector).load().maps_and_recons(
+            self.model_, self.state_, images)
 
     def looks_like(self, X) -> np.ndarray | None:
         """The normal class the classification head assigns to each input (models fitted with use_labels).
@@ -675,8 +606,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             "score_std": self.state_.std,
             "info": self.info_,
         }
-        if self.state_.banks:
-            meta["local"] = self.state_.local_meta()
+        meta.update(self.state_.meta())  # the detector's own entries (the local detector's scales and maps)
         if hasattr(self, "feature_names_in_"):
             meta["feature_names"] = [str(f) for f in self.feature_names_in_]
         if getattr(self, "table_", None) is not None:  # trained on a table: its encoding rule (tables.py)
@@ -742,20 +672,15 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             saved = {"detector": "global", **meta["config"], "device": device}
             cfg = update(Config(), saved, source=f"{file} config").validate()
             shape = tuple(int(v) for v in meta["input_shape"])
-            if cfg.detector == "local":
-                from .detectors.local import build_patch_model
-
-                model = build_patch_model(cfg, shape[0])
-            else:
-                classes = tensors.get("model.classes")
-                model = build_model(cfg, shape, None if classes is None else classes.tolist())
+            detector = lookup(cfg.input_kind, cfg.detector).load()
+            model = detector.build(cfg, shape, tensors)
             weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             if "x_mean" in weights and "x_log" not in weights:  # a table model saved before the log rule
                 weights["x_log"] = torch.zeros_like(weights["x_mean"])
             model.load_state_dict(weights, strict=True)
             est = cls.from_config(cfg)
             est.config_, est.model_, est.input_shape_ = cfg, model.to(resolve_device(device)).eval(), shape
-            est.state_ = ScoreState.from_saved(tensors, meta)
+            est.state_ = detector.state_from_saved(tensors, meta)
             est.score_, est.threshold_ = cfg.score, float(meta["threshold"])
             est.offset_, est.info_ = -est.threshold_, dict(meta.get("info", {}))
             est.created_ = meta.get("created")  # when it was saved: commands say which model they use

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomalyvae.detectors import knn, scoring  # noqa: E402
+from anomalyvae.detectors import knn, scoring, whole  # noqa: E402
 from anomalyvae.data.classes import parse_classes  # noqa: E402
 from anomalyvae.config import make_config  # noqa: E402
 from anomalyvae.data.datasets import load_test, load_train  # noqa: E402

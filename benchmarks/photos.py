@@ -42,7 +42,7 @@ from anomalyvae.data.datasets import load_train  # noqa: E402
 from anomalyvae.detectors.local import patches, spread  # noqa: E402
 from anomalyvae.detectors.memory import MemoryBank  # noqa: E402
 from anomalyvae.pipeline.images import evaluate_detector, pixel_results, train_detector  # noqa: E402
-from anomalyvae.detectors.scoring import MAP_SIGMA, smooth  # noqa: E402
+from anomalyvae.detectors.maps import MAP_SIGMA, smooth  # noqa: E402
 from anomalyvae.data.testsets import build  # noqa: E402
 
 PROTOCOLS = {

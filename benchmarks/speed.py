@@ -38,7 +38,7 @@ from anomalyvae.config import Config, make_config  # noqa: E402
 from anomalyvae.data.datasets import Split, load_idx_split  # noqa: E402
 from anomalyvae.evaluation.metrics import ranking  # noqa: E402
 from anomalyvae.estimator import AnomalyVAE  # noqa: E402
-from anomalyvae.detectors.scoring import ScoreState, score_inputs  # noqa: E402
+from anomalyvae.detectors.whole import WholeState, score_inputs  # noqa: E402
 
 NORMAL = list(range(9))
 
@@ -179,7 +179,7 @@ def bench_training(args, data_dir: Path, tmp: Path, train: Split, val: Split, te
                 times = [h.seconds for h in res.history]
                 used = runtime.resolve_precision(precision, "train")
                 # training precision alone: both models scored in float32
-                auroc = ranking(y, score_inputs(res.model, test.images, ScoreState(),
+                auroc = ranking(y, score_inputs(res.model, test.images, WholeState(),
                                                 make_config(**{**cfg.to_dict(), "precision": "float32"}),
                                                 ("elbo",))["elbo"])["auroc"]
                 aurocs[used].append(auroc)

@@ -157,7 +157,7 @@ def map_study(run_: dict, root: Path) -> list[dict]:
     from anomalyvae.estimator import AnomalyVAE
     from anomalyvae.data.layouts import load_test_set, mvtec_test
     from anomalyvae.pipeline.images import pixel_results
-    from anomalyvae.detectors.scoring import smooth
+    from anomalyvae.detectors.maps import smooth
 
     det = AnomalyVAE.load(run_["model_dir"], "cpu")
     ts = load_test_set(mvtec_test(root), det.input_shape_[-1], det.input_shape_[0])

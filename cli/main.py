@@ -22,6 +22,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from anomalyvae import __version__
 from anomalyvae.config import ARCHS, AUTO_IMAGE_CAP, DATASETS, DETECTORS, IDX_DATASETS, Config
+from anomalyvae.detectors.registry import image_help as image_detectors_help
 from anomalyvae.vae.resume import MAY_CHANGE
 from anomalyvae.scores import NAMES as SCORE_NAMES
 
@@ -216,8 +217,7 @@ def train(
         f"28 for mnist / fashion-mnist; folders: their images' median shorter side, a multiple of 8, at most "
         f"{AUTO_IMAGE_CAP}")),
     detector: Optional[str] = typer.Option(None, "--detector", metavar="KIND", help=_help(
-        " | ".join(DETECTORS) + ": global is one VAE of whole images; local a VAE of image patches with a memory "
-        "bank of their normal codes (photos, inspection images); auto is local for mvtec / folder, else global.",
+        " | ".join(DETECTORS) + ": " + image_detectors_help() + "; auto is local for mvtec / folder, else global.",
         Config.detector)),
     arch: Optional[str] = typer.Option(None, "--arch", metavar="ARCH", help=_help(
         "Architecture: " + " | ".join(ARCHS) + "; auto is conv for images of side >= 16, else mlp.", Config.arch)),
@@ -349,7 +349,7 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     check_paths([table])
     if register and no_tracking:
         raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
-    from anomalyvae.data.tables import train_table
+    from anomalyvae.pipeline.tables import train_table
 
     cfg = make_config(config, input_kind="features", **given)
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
@@ -458,7 +458,7 @@ def evaluate(
     model_dir = None if is_model_uri(source) else Path(source)
     tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
     if table is not None:
-        from anomalyvae.data.tables import evaluate_table
+        from anomalyvae.pipeline.tables import evaluate_table
 
         res = evaluate_table(det, table, label_column, tracker, model_dir)
     else:
@@ -577,7 +577,8 @@ def _score_table(paths, model, out, top, tracking_uri, device) -> None:
     from rich.table import Table
 
     from anomalyvae.errors import AnomalyVAEError
-    from anomalyvae.data.tables import read_table, score_table
+    from anomalyvae.data.tables import read_table
+    from anomalyvae.pipeline.tables import score_table
 
     if len(paths) != 1:
         raise AnomalyVAEError("score takes one table at a time (or image files and folders, without a table)")

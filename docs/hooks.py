@@ -69,12 +69,12 @@ def value(name: str, key: str, where: str) -> str:
 
 
 def scores_table() -> str:
-    from anomalyvae.scores import SCORES
+    from anomalyvae.scores import SCORES, computed_by
 
-    rows = ["| score | what it is | inputs | fitted on normal data |", "| --- | --- | --- | --- |"]
+    kinds = {"images": "images", "features": "feature vectors"}
+    rows = ["| score | what it is | detectors | fitted on normal data |", "| --- | --- | --- | --- |"]
     for s in SCORES.values():
-        inputs = ("images, local detector" if s.name == "local" else "images" if s.image_only
-                  else "feature vectors" if s.features_only else "images and feature vectors")
+        inputs = ", ".join(f"{kinds[d.inputs]} ({d.name})" for d in computed_by(s.name))
         what = s.help.replace("|", "\\|")  # a bar inside a cell ends the cell
         rows.append(f"| [`{s.name}`](#{s.name}) | {what} | {inputs} | {', '.join(s.needs) or 'the network'} |")
     return "\n".join(rows)
@@ -99,10 +99,15 @@ def cli_help() -> str:
 
 def modules_table() -> str:
     rows = ["| module | what it is |", "| --- | --- |"]
-    for path in sorted((ROOT / "anomalyvae").glob("*.py")):
+    package = ROOT / "anomalyvae"
+    top = sorted(package.glob("*.py"))
+    subpackages = sorted(p.parent for p in package.glob("*/__init__.py"))
+    for path in top + [m for sub in subpackages for m in [sub / "__init__.py", *sorted(sub.glob("[!_]*.py"))]]:
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         first = " ".join(doc.split("\n\n")[0].split())
         sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
+        rel = path.relative_to(package)
+        name = f"{rel.parent}/" if rel.name == "__init__.py" else str(rel.with_suffix(""))
         if sentence:
-            rows.append(f"| `{path.stem}` | " + sentence.replace("|", "\\|") + " |")
+            rows.append(f"| `{name}` | " + sentence.replace("|", "\\|") + " |")
     return "\n".join(rows)

@@ -115,12 +115,13 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     from anomalyvae.scores import available
 
     NAMES = available("images", "global")  # the local detector scores on the CPU path of test_local.py
-    from anomalyvae.detectors.scoring import ScoreState, encode_mu, score_batch
+    from anomalyvae.detectors.scoring import encode_mu
+    from anomalyvae.detectors.whole import WholeState, score_batch
 
     cfg = Config(arch="conv").validate()
     mode = FakeTensorMode()
     fake = mode.from_tensor
-    state = ScoreState(gmm_log_weights=fake(torch.zeros(3)), gmm_means=fake(torch.zeros(3, 16)),
+    state = WholeState(gmm_log_weights=fake(torch.zeros(3)), gmm_means=fake(torch.zeros(3, 16)),
                        gmm_prec_chol=fake(torch.eye(16).repeat(3, 1, 1)), codes=fake(torch.randn(100, 16)),
                        hidden_pick=fake(torch.eye(256)), hidden_mean=fake(torch.zeros(256)),
                        hidden_scale=fake(torch.ones(256)), hidden_codes=fake(torch.randn(100, 256)),

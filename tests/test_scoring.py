@@ -2,15 +2,16 @@ import numpy as np
 import torch
 
 from anomalyvae.config import Config
-from anomalyvae.detectors.scoring import COMPUTE, Pass, ScoreState, fit_latent, fit_normalisation, knn_distance, latent_nll
+from anomalyvae.detectors.scoring import LatentState, Pass, fit_latent, fit_normalisation, knn_distance, latent_nll
+from anomalyvae.detectors.whole import COMPUTE, WholeState
 
 
 def _pass(**given):
     """A scoring pass with just the fields a test needs (the others None)."""
     from anomalyvae.vae.model import MLPVAE
 
-    base = dict(model=MLPVAE((1, 28, 28)), x=None, out=None, mu=None, logvar=None, state=ScoreState(),
-                cfg=Config().validate(), precision="float32")
+    base = dict(model=MLPVAE((1, 28, 28)), x=None, out=None, mu=None, logvar=None, state=WholeState(),
+                cfg=Config().validate(), precision="float32", compute=COMPUTE)
     return Pass(**{**base, **given})
 
 
@@ -19,7 +20,7 @@ def test_latent_nll_matches_sklearn_mixture_density():
 
     rng = np.random.default_rng(0)
     mu = torch.from_numpy(np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(5, 0.5, (300, 3))])).float()
-    state = fit_latent(mu, components=2, seed=0)
+    state = LatentState(**fit_latent(mu, components=2, seed=0))
     gmm = GaussianMixture(2, covariance_type="full", reg_covar=1e-4, random_state=0, max_iter=200).fit(mu.double().numpy())
     x = torch.randn(7, 3) * 3
     np.testing.assert_allclose(latent_nll(x, state).numpy(), -gmm.score_samples(x.double().numpy()), rtol=1e-3)
@@ -28,13 +29,13 @@ def test_latent_nll_matches_sklearn_mixture_density():
 def test_knn_distance_is_the_mean_of_the_k_smallest_distances():
     codes, mu = torch.randn(1000, 4), torch.randn(300, 4)
     brute = torch.cdist(mu, codes).sort(dim=1).values[:, :5].mean(1)
-    torch.testing.assert_close(knn_distance(mu, ScoreState(codes=codes), 5), brute)
+    torch.testing.assert_close(knn_distance(mu, LatentState(codes=codes), 5), brute)
 
 
 def test_the_knn_index_is_built_once_per_model_and_shared_by_its_device_copies():
     from anomalyvae.detectors import knn
 
-    state = ScoreState(codes=torch.randn(knn.IVF_MIN_CODES + 10, 4))
+    state = LatentState(codes=torch.randn(knn.IVF_MIN_CODES + 10, 4))
     a, b = state.to(torch.device("cpu")), state.to(torch.device("cpu"))
     assert a.knn_index(5) is b.knn_index(5) is state.knn_index(5)
     assert a.knn_index(5).ivf is not None  # a large set of codes is searched through faiss's index
@@ -50,7 +51,7 @@ def test_blur_error_forgives_a_one_pixel_shift_more_than_squared_error():
 
 
 def test_combined_is_the_sum_of_scores_standardised_on_normal_data():
-    state = ScoreState()
+    state = WholeState()
     fit_normalisation(state, {"knn": np.array([1.0, 3.0]), "latent": np.array([10.0, 10.0])})
     assert state.mean == {"knn": 2.0, "latent": 10.0} and state.std == {"knn": 1.0, "latent": 1.0}
     p = _pass(state=state, cfg=Config(combine="knn,latent").validate())
@@ -76,7 +77,7 @@ def test_iwae_bound_is_tighter_than_the_elbo_and_deterministic():
 
 
 def test_box_blur_is_avg_pool_without_the_padding():
-    from anomalyvae.detectors.scoring import box_blur
+    from anomalyvae.detectors.maps import box_blur
 
     x = torch.rand(3, 2, 28, 20, generator=torch.Generator().manual_seed(0))
     want = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)

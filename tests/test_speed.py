@@ -112,14 +112,14 @@ def test_precision_is_validated():
 
 def test_scores_in_bfloat16_rank_like_float32():
     from anomalyvae.vae.model import MLPVAE
-    from anomalyvae.detectors.scoring import ScoreState, score_inputs
+    from anomalyvae.detectors.whole import WholeState, score_inputs
 
     torch.manual_seed(0)
     model = MLPVAE((1, 28, 28), 64, 8)
     imgs = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
     cfg = make_config(arch="mlp", hidden=64, latent_dim=8)
-    a = score_inputs(model, imgs, ScoreState(), make_config(**{**cfg.to_dict(), "precision": "float32"}), ("recon", "elbo"))
-    b = score_inputs(model, imgs, ScoreState(), make_config(**{**cfg.to_dict(), "precision": "bfloat16"}), ("recon", "elbo"))
+    a = score_inputs(model, imgs, WholeState(), make_config(**{**cfg.to_dict(), "precision": "float32"}), ("recon", "elbo"))
+    b = score_inputs(model, imgs, WholeState(), make_config(**{**cfg.to_dict(), "precision": "bfloat16"}), ("recon", "elbo"))
     for k in a:
         assert np.corrcoef(a[k], b[k])[0, 1] > 0.99
         assert np.allclose(a[k], b[k], rtol=0.01)

@@ -7,7 +7,8 @@ import pytest
 
 from anomalyvae import AnomalyVAE
 from anomalyvae.errors import AnomalyVAEError, DataError, InvalidInput
-from anomalyvae.data.tables import MAX_CATEGORIES, TableEncoder, fit_table, read_table, score_table
+from anomalyvae.data.tables import MAX_CATEGORIES, TableEncoder, read_table
+from anomalyvae.pipeline.tables import fit_table, score_table
 from conftest import run_cli
 
 

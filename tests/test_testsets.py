@@ -10,7 +10,7 @@ from scipy.ndimage import gaussian_filter
 
 from anomalyvae.config import make_config
 from anomalyvae.errors import AnomalyVAEError, DataError
-from anomalyvae.detectors.scoring import pixel_map
+from anomalyvae.detectors.maps import pixel_map
 from anomalyvae.data.testsets import build
 
 

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..data.datasets import Split
+from ..errors import AnomalyVAEError
+from ..vae.model import MLPVAE, as_float
+from ..vae.runtime import batch_for, batches
+from .maps import MAP_SIGMA, smooth
 from .memory import MemoryBank
-from ..vae.model import MLPVAE
-from .scoring import batches
 
 PATCH = 8  # patch side in pixels at every scale: 8 px of the image, 16 px of it at scale 1/2, 32 at 1/4
 STRIDE = PATCH // 2  # patches overlap by half, at every scale
@@ -135,8 +137,6 @@ def raw_maps(model: MLPVAE, banks: list[MemoryBank], scales: list[float], raw: t
 def anomaly_maps(model: MLPVAE, banks: list[MemoryBank], scales: list[float], mean: list[float], std: list[float],
                  raw: torch.Tensor, sigma: float) -> torch.Tensor:
     """Anomaly maps (N, S, S): each scale's novelty standardised on held-out normal images, summed, smoothed."""
-    from .scoring import smooth
-
     parts = raw_maps(model, banks, scales, raw)
     total = sum((m - mu) / sd for m, mu, sd in zip(parts, mean, std))
     return smooth(total, sigma)
@@ -155,16 +155,13 @@ def reconstructions(model: MLPVAE, raw: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, total / count.clamp_min(1), x / 255.0)
 
 
-def fit(cfg: Config, train: Split, val: Split, out=None, resume: bool = False, on_step=None, on_epoch=None,
-        run_id: str | None = None):
+def train(cfg: Config, train: Split, val: Split, **hooks):
     """Train the patch VAE on the normal images' patches (early stopping on the held-out images' patches);
-    returns train.FitResult, its config (epochs resolved) and the pyramid's scales."""
+    returns vae.train.FitResult, its config (epochs resolved) and {"n_patches": training patches}."""
     from ..vae.train import fit as fit_network
 
     scales = scales_for(cfg, min(train.images.shape[-2:]))
     if not scales:
-        from ..errors import AnomalyVAEError
-
         raise AnomalyVAEError(f"images of {train.images.shape[-1]} px are smaller than the local detector's "
                               f"{PATCH} px patches; use --detector global or a larger --image-size")
     tp = training_patches(train.images, scales, MAX_TRAIN_PATCHES, cfg.seed)
@@ -175,9 +172,8 @@ def fit(cfg: Config, train: Split, val: Split, out=None, resume: bool = False, o
     torch.manual_seed(cfg.seed)
     model = build_patch_model(cfg, train.images.shape[1])
     labels = lambda t: torch.full((len(t),), -1, dtype=torch.int64)
-    result = fit_network(net_cfg, model, Split(tp, labels(tp)), Split(vp, labels(vp)), out=out, resume=resume,
-                         on_step=on_step, on_epoch=on_epoch, run_id=run_id)
-    return result, cfg, scales, len(tp)
+    result = fit_network(net_cfg, model, Split(tp, labels(tp)), Split(vp, labels(vp)), **hooks)
+    return result, cfg, {"n_patches": len(tp)}
 
 
 def calibrate_maps(model: MLPVAE, banks: list[MemoryBank], scales: list[float],
@@ -191,3 +187,92 @@ def calibrate_maps(model: MLPVAE, banks: list[MemoryBank], scales: list[float],
     mean = sums[:, 1] / sums[:, 0]
     std = np.sqrt(np.maximum(sums[:, 2] / sums[:, 0] - mean ** 2, 0))
     return mean.tolist(), [float(s) or 1.0 for s in std]
+
+
+@dataclasses.dataclass
+class LocalState:
+    """What the local detector keeps besides the patch VAE: a memory bank of normal patch codes per pyramid
+    scale, each scale's novelty mean and standard deviation over the held-out normal images' pixels, and the
+    `local` score's mean and spread on them (`mean`, `std`)."""
+
+    banks: list = dataclasses.field(default_factory=list)
+    scales: list[float] = dataclasses.field(default_factory=list)
+    map_mean: list[float] = dataclasses.field(default_factory=list)
+    map_std: list[float] = dataclasses.field(default_factory=list)
+    mean: dict[str, float] = dataclasses.field(default_factory=dict)
+    std: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "LocalState":
+        return self  # each bank's search moves its codes to the queries' device (memory.MemoryBank)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, bank in enumerate(self.banks):
+            out[f"bank{i}"] = bank.codes.contiguous()
+            if bank.centroids is not None:
+                out[f"bank{i}_centroids"] = bank.centroids.contiguous()
+        return out
+
+    def meta(self) -> dict:
+        """What the model file's metadata keeps of the local detector (the banks are tensors)."""
+        return {"local": {"scales": self.scales, "map_mean": self.map_mean, "map_std": self.map_std}}
+
+    @classmethod
+    def from_saved(cls, tensors: dict[str, torch.Tensor], meta: dict) -> "LocalState":
+        local = meta.get("local") or {}
+        banks = [MemoryBank(tensors[f"score.bank{i}"], tensors.get(f"score.bank{i}_centroids"))
+                 for i in range(len(local.get("scales", [])))]
+        return cls(banks=banks, scales=list(local.get("scales", [])), map_mean=list(local.get("map_mean", [])),
+                   map_std=list(local.get("map_std", [])), mean=dict(meta["score_mean"]),
+                   std=dict(meta["score_std"]))
+
+    def has(self, need: str) -> bool:
+        return {"bank": bool(self.banks), "normalisation": bool(self.mean)}.get(need, False)
+
+
+def calibrating(cfg: Config, train: Split, val: Split, extra: dict) -> str:
+    """The line that says what runs after the last optimiser step."""
+    n = len(scales_for(cfg, min(train.images.shape[-2:])))
+    return (f"calibrating: memory banks of {extra['n_patches']} patch codes at {n} scales, "
+            f"threshold on {len(val)} held-out images")
+
+
+def fit_state(model: MLPVAE, cfg: Config, train: Split, val: Split, extra: dict) -> LocalState:
+    """The banks of the normal training images' patch codes, and each scale's novelty statistics on the
+    held-out images; extra gets the banks' sizes."""
+    scales = scales_for(cfg, min(train.images.shape[-2:]))
+    banks = fit_banks(model, train.images, scales, cfg)
+    mean, std = calibrate_maps(model, banks, scales, val.images)
+    extra["bank_codes"] = [len(b.codes) for b in banks]
+    return LocalState(banks=banks, scales=scales, map_mean=mean, map_std=std)
+
+
+def build(cfg: Config, shape: tuple[int, ...], tensors: dict[str, torch.Tensor]) -> MLPVAE:
+    """The untrained patch VAE of a saved model, for its weights to be loaded into."""
+    return build_patch_model(cfg, shape[0])
+
+
+def state_from_saved(tensors: dict[str, torch.Tensor], meta: dict) -> LocalState:
+    return LocalState.from_saved(tensors, meta)
+
+
+def maps_of(model: MLPVAE, state: LocalState, raw: torch.Tensor) -> torch.Tensor:
+    """The anomaly maps (N, S, S) of raw images."""
+    return anomaly_maps(model, state.banks, state.scales, state.map_mean, state.map_std, raw, MAP_SIGMA)
+
+
+def score_batch(model, raw: torch.Tensor, state: LocalState, cfg: Config, which, precision: str = "float32"):
+    """The `local` score of one batch of raw images: each map's maximum (smoothing already averages a region)."""
+    top = as_float(maps_of(model, state, raw).flatten(1).amax(1))
+    return {name: top for name in which}
+
+
+def maps_and_recons(model: MLPVAE, state: LocalState, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps (N, S, S) and reconstructions (N, C, S, S) in [0, 1] of prepared images."""
+    maps, recs = [], []
+    for sl in batches(len(images), batch_for(images)):
+        maps.append(maps_of(model, state, images[sl]).numpy())
+        recs.append(reconstructions(model, images[sl]).numpy())
+    if not maps:
+        return np.zeros((0, *images.shape[-2:]), np.float32), np.zeros((0, *images.shape[1:]), np.float32)
+    return np.concatenate(maps), np.concatenate(recs)

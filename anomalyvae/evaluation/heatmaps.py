@@ -1,7 +1,7 @@
 """Where in an image the anomaly is: per-pixel anomaly maps, and the pictures that show them.
 
 An anomaly map is the per-pixel reconstruction error at z = mu, squared error summed over the channels,
-smoothed with a Gaussian of MAP_SIGMA of the image side (scoring.pixel_map, which the `peak` score takes the
+smoothed with a Gaussian of MAP_SIGMA of the image side (detectors.maps.pixel_map, which the `peak` score takes the
 maximum of), computed at the model's size and resized bilinearly to the input's own height and width, the
 inverse of the resize that prepared it (images.py). Pictures put the input, its
 reconstruction and the map over the input side by side, with a colour bar and a caption; the colours run
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..detectors.scoring import MAP_SIGMA  # the one definition of the maps' smoothing
+from ..detectors.maps import MAP_SIGMA  # the one definition of the maps' smoothing
 
 DISPLAY = (112, 384)  # pictures show an image with its longer side in this range (28 px digits x4, photos shrunk)
 ALPHA = 0.5  # the map's weight over the image
@@ -35,25 +35,9 @@ def _colour(values: np.ndarray, vmax: float) -> np.ndarray:
 
 def anomaly_maps(model, images: torch.Tensor, sigma: float = MAP_SIGMA, batch_size: int | None = None) -> np.ndarray:
     """Per-pixel anomaly maps (N, S, S) float32 of uint8 images (N, C, S, S), at the model's size."""
-    return maps_and_recons(model, images, sigma, batch_size)[0]
+    from ..detectors.whole import maps_and_recons
 
-
-@torch.inference_mode()
-def maps_and_recons(model, images: torch.Tensor, sigma: float = MAP_SIGMA,
-                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Anomaly maps (N, S, S) and reconstructions (N, C, S, S) in [0, 1], from one pass of the network."""
-    from ..detectors.scoring import batch_for, batches, pixel_map
-
-    model.eval()
-    maps, recs = [], []
-    for sl in batches(len(images), batch_size or batch_for(images)):
-        x = model.prepare(images[sl])
-        rec = model.mean(model.decode(model.encode(x)[0])).float()
-        maps.append(pixel_map(x, rec, sigma).cpu().numpy())
-        recs.append(rec.cpu().numpy())
-    if not maps:
-        return np.zeros((0, *images.shape[-2:]), np.float32), np.zeros((0, *images.shape[1:]), np.float32)
-    return np.concatenate(maps), np.concatenate(recs)
+    return maps_and_recons(model, None, images, sigma, batch_size)[0]
 
 
 def resize_map(amap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

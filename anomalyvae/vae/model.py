@@ -14,10 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
-from ..errors import AnomalyVAEError
-
-MAX_FINAL = 16  # the conv encoder halves the image until it is even and at most 8, and accepts a final side <= 16
-
+from .shapes import conv_depth
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """z = mu + sigma * eps keeps sampling differentiable in mu and logvar (Kingma & Welling 2014, sec. 2.4).
@@ -111,29 +108,6 @@ class MLPVAE(_VAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc4(F.relu(self.fc3(z))).view(-1, *self.shape)
-
-
-def _halvings(size: int) -> tuple[int, int]:
-    k, s = 0, size
-    while s % 2 == 0 and (s > 8 or k == 0):  # small images (8, 16) still get one convolution
-        s, k = s // 2, k + 1
-    return k, s
-
-
-def _fits(size: int) -> bool:
-    k, s = _halvings(size)
-    return k > 0 and s <= MAX_FINAL
-
-
-def conv_depth(size: int) -> int:
-    """Stride-2 steps for a square image: halve while the side is even and above 8 (at least once); the rest
-    stays dense. 28 -> 14 -> 7 (2 steps: the MNIST model), 8 -> 4 (1), 64 -> 8 (3), 128 -> 8 (4), 224 -> 7 (5)."""
-    if not _fits(size):
-        near = [n for n in range(max(8, size - 24), size + 25) if _fits(n)]
-        raise AnomalyVAEError(
-            f"the conv model cannot take image_size {size}: halving it in stride-2 steps must reach an odd side or 8, "
-            f"at most {MAX_FINAL}; sizes near it that work: {', '.join(map(str, near[:8]))} (also 28, 32, 64, 128, 256)")
-    return _halvings(size)[0]
 
 
 class ConvVAE(_VAE):

@@ -18,7 +18,7 @@ from ..errors import AnomalyVAEError
 from .model import LABEL_WEIGHT, elbo_terms
 from ..modeldir import CHECKPOINT_FILE, read_tensors, write_tensors
 from .runtime import autocast, resolve_precision, set_threads
-from ..detectors.scoring import batches
+from .runtime import batches
 
 _VAL_SEED = 4321  # the same noise every epoch, so validation losses compare across epochs
 
