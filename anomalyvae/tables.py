@@ -14,6 +14,7 @@ and extra columns (an id, the label) are ignored.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class TableEncoder:
         for c in self.columns:
             col = frame[c]
             if col.isna().any():
-                raise InvalidInput(f"column {c!r} has an empty cell or NaN (row {_first(col.isna())}); "
+                raise InvalidInput(f"column {c!r} has an empty cell or NaN in {_first(col.isna())}; "
                                    "fill or drop such rows first")
             if c in self.categories:
                 text = col.astype(str)
@@ -107,7 +108,7 @@ class TableEncoder:
                                    f"(e.g. {col[~col.map(_is_number)].iloc[0]!r})")
             values = col.astype(np.float64)
             if not np.isfinite(values).all():
-                raise InvalidInput(f"column {c!r} has an infinite value (row {_first(~np.isfinite(values))}); "
+                raise InvalidInput(f"column {c!r} has an infinite value in {_first(~np.isfinite(values))}; "
                                    "replace or drop such rows first")
             parts.append(values.rename(c))
         return pd.concat(parts, axis=1).set_axis(self.feature_names(), axis=1)
@@ -133,9 +134,11 @@ def _is_number(v) -> bool:
         return False
 
 
-def _first(mask) -> int:
-    """The first flagged row, numbered as in a spreadsheet of the file: the header is line 1, rows from 2."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+def _first(mask) -> str:
+    """The first flagged row, as score's CSV counts rows (data rows from 1) and as the file's line (the header is
+    line 1)."""
+    i = int(np.flatnonzero(np.asarray(mask))[0])
+    return f"data row {i + 1} (line {i + 2})"
 
 
 # -- the CLI's jobs ------------------------------------------------------------------------------------------
@@ -179,9 +182,11 @@ def _data_ref(path: Path, X: pd.DataFrame, context: str, what: str, **profile):
                    {"rows": len(X), "features": X.shape[1], **profile}, context, [X.shape[1]], "float32")
 
 
-def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, tracker=None, say=print):
+def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, tracker=None, say=print, warn=None):
     """`anomalyvae train --table`: fit on a normal table, write the model directory, track the run; returns
-    (detector, model directory). `cfg` is a validated Config (input_kind "features")."""
+    (detector, model directory). `cfg` is a validated Config (input_kind "features"). `warn`, when given, gets
+    each warning of the fit as one line (the CLI prints them as the image path does); else they are Python
+    warnings."""
     import datetime as dt
 
     from .estimator import AnomalyVAE
@@ -206,7 +211,14 @@ def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, trac
                             "n_rows": len(X), "n_features": X.shape[1]})
         tracker.log_inputs([data])
         say(f"training on {len(X):,} rows x {X.shape[1]} features of {path}")
-        det = AnomalyVAE.from_config(cfg).fit(X)
+        if warn is None:
+            det = AnomalyVAE.from_config(cfg).fit(X)
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                det = AnomalyVAE.from_config(cfg).fit(X)
+            for line in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
+                warn(line)
         det.table_ = encoder
         det.info_["table"] = str(path)
         det.save(out)
@@ -264,6 +276,6 @@ def labels(col: pd.Series, name: str) -> np.ndarray:
              "normal": False}
     bad = ~text.isin(list(truth))
     if bad.any():
-        raise InvalidInput(f"column {name!r} holds {col[bad].iloc[0]!r} (row {_first(bad)}); labels are 1/0, "
+        raise InvalidInput(f"column {name!r} holds {col[bad].iloc[0]!r} in {_first(bad)}; labels are 1/0, "
                            "true/false, yes/no or anomaly/normal")
     return text.map(truth).to_numpy(bool)

@@ -239,6 +239,9 @@ def train(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
         "Target false-positive rate of the threshold on held-out normal data.", Config.fpr)),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", metavar="X", help=_help(
+        "Fraction of the normal training data held out for early stopping and the threshold.",
+        Config.val_fraction)),
     score: Optional[str] = typer.Option(None, "--score", metavar="NAME", help=_help(
         "Score the threshold applies to: " + " | ".join(SCORE_NAMES) + ".", Config.score)),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help=_help(
@@ -271,14 +274,14 @@ def train(
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     if table is not None or exclude_columns is not None:
         return _train_table(table, exclude_columns, dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
-                            beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, score=score, limit=limit,
-                            device=device, tracking_uri=tracking_uri),
+                            beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, val_fraction=val_fraction,
+                            score=score, limit=limit, device=device, tracking_uri=tracking_uri),
                             config, out, register, no_tracking, image_flags=dict(
                                 dataset=dataset, normal=normal, data_dir=data_dir, train_dir=train_dir,
                                 channels=channels, image_size=image_size, detector=detector, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
-                 use_labels=use_labels or None, fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
+                 use_labels=use_labels or None, fpr=fpr, val_fraction=val_fraction, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
     if register and no_tracking:
@@ -354,7 +357,8 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     cfg = make_config(config, input_kind="features", **given)
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     exclude = [c.strip() for c in (exclude_columns or "").split(",") if c.strip()]
-    det, model_dir = train_table(cfg, table, exclude, out, tracker, say=lambda line: console.print(line, highlight=False))
+    det, model_dir = train_table(cfg, table, exclude, out, tracker, say=lambda line: console.print(line, highlight=False),
+                                 warn=_warn)
     info = det.info_
     console.print(f"trained on {info['n_train']} rows in {info['train_seconds']:.1f}s; threshold "
                   f"{det.threshold_:.3f} on '{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} "
