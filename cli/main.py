@@ -475,8 +475,9 @@ def evaluate(
                   f"{test.skipped[0].error}")
         origin = test_origin(det.config_, list(det.info_.get("normal_classes", [])), normal_dir, anomaly_dir,
                              anomalies, data_dir)
-        res = evaluate_detector(det, out or (model_dir / "evaluation" if model_dir else Path("evaluation")),
-                                test=test, data_dir=data_dir, tracker=tracker, model_dir=model_dir, origin=origin)
+        out = out or (model_dir / "evaluation" if model_dir else Path("evaluation"))
+        res = evaluate_detector(det, out, test=test, data_dir=data_dir, tracker=tracker, model_dir=model_dir,
+                                origin=origin)
     if metrics_out is not None:
         atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
     what = "rows" if table is not None else "images"
@@ -494,9 +495,15 @@ def evaluate(
     if per:
         console.print("AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['auroc']:.3f}" for r in per),
                       highlight=False)
+    pixel = [r for r in res["per_class"] if "pixel_auroc" in r]
+    if pixel:
+        console.print("pixel AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['pixel_auroc']:.3f}"
+                                                                   for r in pixel), highlight=False)
     if "pixel_auroc" in res:
         console.print(f"pixel AUROC {res['pixel_auroc']:.4f}  pixel AUPRO {res['pixel_aupro']:.4f}", highlight=False)
     console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
+    if table is None:
+        console.print(f"report: {out / 'report.html'}", highlight=False)
     _print_run(tracker)
 
 

@@ -63,6 +63,18 @@ def test_evaluate_uses_the_trained_root_and_reports_pixel_metrics(root, colour_m
     assert "pixel AUPRO" in page and page.count("<figure>") == 16 and "colour bar" in page
 
 
+def test_evaluate_prints_where_the_report_is_and_each_defects_pixel_auroc(colour_model, cli, tmp_path):
+    code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev",
+                         "--metrics-out", tmp_path / "m.json")
+    assert code == 0, err
+    assert f"report: {tmp_path / 'ev' / 'report.html'}" in out.splitlines(), out
+    m = json.loads((tmp_path / "m.json").read_text())
+    line = next(line for line in out.splitlines() if line.startswith("pixel AUROC per anomaly class: "))
+    for r in m["per_class"]:
+        if "pixel_auroc" in r:
+            assert f"{r['class']}={r['pixel_auroc']:.3f}" in line, line
+
+
 def test_an_mvtec_root_without_train_good_is_one_line_naming_the_layout(cli, tmp_path):
     (tmp_path / "r" / "train").mkdir(parents=True)
     code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", tmp_path / "r", "--no-tracking")
