@@ -247,7 +247,7 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help=_help(
         "Use at most this many normal training images (quick runs).", "all")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help=_help(
-        "Model directory to write.", "models/<dataset>-normal<classes>-<arch>-<time>")),
+        "Model directory to write.", "models/NAME, NAME = <dataset>-normal<classes>-<arch>-<time>")),
     resume: bool = _flag("--resume", "Continue the interrupted training in --out from its last complete epoch "
                          "with the settings it was started with; given again, only these may differ: "
                          + ", ".join(MAY_CHANGE) + "."),

@@ -97,3 +97,14 @@ def test_a_folder_named_anomalyvae_beside_a_script_does_not_shadow_the_install(t
                                         "print(AnomalyVAE.__module__)\n")
     r = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "anomalyvae.estimator", r.stderr[-1500:]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "score", "sample"])
+def test_help_at_the_docs_width_cuts_no_text(command, tmp_path):
+    """The CLI reference page is each command's --help at 80 columns: rich cuts a word longer than its column
+    with an ellipsis, and the page would show half a default."""
+    import os
+
+    r = run_cli(command, "--help", cwd=tmp_path, env={"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "…" not in r.stdout, [line for line in r.stdout.splitlines() if "…" in line]
