@@ -15,14 +15,10 @@ THREADS ?= 1
 
 setup: $(VENV)/.installed
 
-# An editable install in setuptools' strict mode: a tree of links to the sources (build/__editable__.*) on the
-# path, so a folder named anomalyvae (this checkout, seen from the folder above it) cannot shadow the package as
-# a namespace package; the folders are prerequisites because a module added or removed needs a new link tree
-EDITABLE = --config-settings editable_mode=strict
-$(VENV)/.installed: pyproject.toml constraints.txt anomalyvae cli $(filter-out %/__pycache__/,$(wildcard anomalyvae/*/))
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# constraints.txt: the torch + torchvision pair that imports together (other versions download gigabytes)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' $(EDITABLE)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 data: $(addprefix $(MNIST)/,$(IDX))
@@ -61,7 +57,7 @@ docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 $(VENV)/.docs-installed: $(VENV)/.installed
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,docs]' $(EDITABLE)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,docs]'
 	touch $@
 
 bench-speed: setup data

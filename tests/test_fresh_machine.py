@@ -83,22 +83,6 @@ def test_a_training_folder_of_unreadable_files_names_one_of_them(tmp_path):
     assert "no readable images in train" in r.stderr and "notes.png" in r.stderr, r.stderr
 
 
-def test_a_folder_named_anomalyvae_beside_a_script_does_not_shadow_the_install(tmp_path):
-    """A clone in a folder named anomalyvae, a script run from the folder above it: that folder is on sys.path
-    first and would be imported as an empty namespace package unless the install is a regular package on the
-    path (setuptools' strict editable mode, which `make` uses)."""
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    (tmp_path / "anomalyvae").symlink_to(ROOT, target_is_directory=True)
-    (tmp_path / "script.py").write_text("from anomalyvae import AnomalyVAE\nimport anomalyvae.cli.main\n"
-                                        "print(AnomalyVAE.__module__)\n")
-    r = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.strip() == "anomalyvae.estimator", r.stderr[-1500:]
-
-
 @pytest.mark.parametrize("command", ["train", "evaluate", "score", "sample"])
 def test_help_at_the_docs_width_cuts_no_text(command, tmp_path):
     """The CLI reference page is each command's --help at 80 columns: rich cuts a word longer than its column
