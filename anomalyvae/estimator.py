@@ -86,7 +86,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         "auto": a convolutional VAE for images of side 16 or more (depth follows the image size), an MLP for
         smaller images and for feature vectors.
     latent_dim : int or None, default=None
-        Dimensions of the code z; None: 20 for an MLP on images (the seeds' 784-400-20), 16 for conv, 8 for
+        Dimensions of the code z; None: 20 for an MLP on images (pytorch/examples' 784-400-20), 16 for conv, 8 for
         feature vectors.
     hidden : int, default=400
         The MLP's hidden width.

@@ -239,12 +239,15 @@ def train(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
         "Target false-positive rate of the threshold on held-out normal data.", Config.fpr)),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", metavar="X", help=_help(
+        "Fraction of the normal training data held out for early stopping and the threshold.",
+        Config.val_fraction)),
     score: Optional[str] = typer.Option(None, "--score", metavar="NAME", help=_help(
         "Score the threshold applies to: " + " | ".join(SCORE_NAMES) + ".", Config.score)),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help=_help(
         "Use at most this many normal training images (quick runs).", "all")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help=_help(
-        "Model directory to write.", "models/<dataset>-normal<classes>-<arch>-<time>")),
+        "Model directory to write.", "models/NAME, NAME = <dataset>-normal<classes>-<arch>-<time>")),
     resume: bool = _flag("--resume", "Continue the interrupted training in --out from its last complete epoch "
                          "with the settings it was started with; given again, only these may differ: "
                          + ", ".join(MAY_CHANGE) + "."),
@@ -271,14 +274,14 @@ def train(
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
     if table is not None or exclude_columns is not None:
         return _train_table(table, exclude_columns, dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
-                            beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, score=score, limit=limit,
-                            device=device, tracking_uri=tracking_uri),
+                            beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, val_fraction=val_fraction,
+                            score=score, limit=limit, device=device, tracking_uri=tracking_uri),
                             config, out, register, no_tracking, image_flags=dict(
                                 dataset=dataset, normal=normal, data_dir=data_dir, train_dir=train_dir,
                                 channels=channels, image_size=image_size, detector=detector, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
-                 use_labels=use_labels or None, fpr=fpr, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
+                 use_labels=use_labels or None, fpr=fpr, val_fraction=val_fraction, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
     if register and no_tracking:
@@ -354,7 +357,8 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     cfg = make_config(config, input_kind="features", **given)
     tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
     exclude = [c.strip() for c in (exclude_columns or "").split(",") if c.strip()]
-    det, model_dir = train_table(cfg, table, exclude, out, tracker, say=lambda line: console.print(line, highlight=False))
+    det, model_dir = train_table(cfg, table, exclude, out, tracker, say=lambda line: console.print(line, highlight=False),
+                                 warn=_warn)
     info = det.info_
     console.print(f"trained on {info['n_train']} rows in {info['train_seconds']:.1f}s; threshold "
                   f"{det.threshold_:.3f} on '{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} "
@@ -471,8 +475,9 @@ def evaluate(
                   f"{test.skipped[0].error}")
         origin = test_origin(det.config_, list(det.info_.get("normal_classes", [])), normal_dir, anomaly_dir,
                              anomalies, data_dir)
-        res = evaluate_detector(det, out or (model_dir / "evaluation" if model_dir else Path("evaluation")),
-                                test=test, data_dir=data_dir, tracker=tracker, model_dir=model_dir, origin=origin)
+        out = out or (model_dir / "evaluation" if model_dir else Path("evaluation"))
+        res = evaluate_detector(det, out, test=test, data_dir=data_dir, tracker=tracker, model_dir=model_dir,
+                                origin=origin)
     if metrics_out is not None:
         atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
     what = "rows" if table is not None else "images"
@@ -490,9 +495,15 @@ def evaluate(
     if per:
         console.print("AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['auroc']:.3f}" for r in per),
                       highlight=False)
+    pixel = [r for r in res["per_class"] if "pixel_auroc" in r]
+    if pixel:
+        console.print("pixel AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['pixel_auroc']:.3f}"
+                                                                   for r in pixel), highlight=False)
     if "pixel_auroc" in res:
         console.print(f"pixel AUROC {res['pixel_auroc']:.4f}  pixel AUPRO {res['pixel_aupro']:.4f}", highlight=False)
     console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
+    if table is None:
+        console.print(f"report: {out / 'report.html'}", highlight=False)
     _print_run(tracker)
 
 

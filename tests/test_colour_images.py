@@ -63,6 +63,18 @@ def test_evaluate_uses_the_trained_root_and_reports_pixel_metrics(root, colour_m
     assert "pixel AUPRO" in page and page.count("<figure>") == 16 and "colour bar" in page
 
 
+def test_evaluate_prints_where_the_report_is_and_each_defects_pixel_auroc(colour_model, cli, tmp_path):
+    code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev",
+                         "--metrics-out", tmp_path / "m.json")
+    assert code == 0, err
+    assert f"report: {tmp_path / 'ev' / 'report.html'}" in out.splitlines(), out
+    m = json.loads((tmp_path / "m.json").read_text())
+    line = next(line for line in out.splitlines() if line.startswith("pixel AUROC per anomaly class: "))
+    for r in m["per_class"]:
+        if "pixel_auroc" in r:
+            assert f"{r['class']}={r['pixel_auroc']:.3f}" in line, line
+
+
 def test_an_mvtec_root_without_train_good_is_one_line_naming_the_layout(cli, tmp_path):
     (tmp_path / "r" / "train").mkdir(parents=True)
     code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", tmp_path / "r", "--no-tracking")
@@ -135,18 +147,51 @@ def test_heatmaps_are_drawn_at_the_inputs_resolution_in_colour(colour_model, roo
     assert not np.array_equal(image, overlay)  # and the map over it
 
 
-def test_every_class_normal_needs_other_anomalies(cli, tmp_path, mnist_dir):
+def write_idx(path, array):
+    """An IDX file as MNIST and Fashion-MNIST ship them (gzip, big-endian dimensions, uint8 data)."""
+    import gzip
+    import struct
+
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_fashion(tmp_path, mnist_dir):
+    """A data folder with MNIST (links to the suite's copy) and a small stand-in for Fashion-MNIST's test split:
+    bright rectangles on noise, ten classes, where anomalyvae looks for them (DATA_DIR/fashion-mnist)."""
+    data = tmp_path / "data"
+    (data / "mnist").mkdir(parents=True)
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        (data / "mnist" / f.name).symlink_to(f)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 30)
+    images = rng.integers(0, 80, (len(labels), 28, 28), dtype=np.uint8)
+    for img, c in zip(images, labels):
+        img[4 + c:20 + c // 2, 3:25] = 230  # a garment-sized block, placed by class
+    (data / "fashion-mnist").mkdir()
+    write_idx(data / "fashion-mnist" / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(data / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz", labels)
+    return data, len(labels)
+
+
+def test_every_class_normal_needs_other_anomalies(cli, tmp_path, mnist_dir, fake_fashion):
+    data, n_fashion = fake_fashion
     code, out, err = cli("train", "--normal", "all", "--limit", "300", "--epochs", "1", "--data-dir", mnist_dir,
                          "--no-tracking", "--out", tmp_path / "all")
     assert code == 0, err
     assert meta(tmp_path / "all")["info"]["normal_classes"] == list(range(10))
     code, out, err = cli("evaluate", "--model", tmp_path / "all", "--no-tracking", "--out", tmp_path / "ev")
     assert code == 2 and "no anomalies; pass --anomalies" in err and "fashion-mnist" in err
-    code, out, err = cli("evaluate", "--model", tmp_path / "all", "--anomalies", "fashion-mnist", "--no-tracking",
-                         "--out", tmp_path / "ev", "--metrics-out", tmp_path / "m.json")
+    code, out, err = cli("evaluate", "--model", tmp_path / "all", "--anomalies", "fashion-mnist", "--data-dir", data,
+                         "--no-tracking", "--out", tmp_path / "ev", "--metrics-out", tmp_path / "m.json")
     assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
-    assert (m["n_test"], m["n_anomalies"]) == (20000, 10000)
+    from anomalyvae.idx import read_idx
+
+    n_mnist = len(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
+    assert (m["n_test"], m["n_anomalies"]) == (n_mnist + n_fashion, n_fashion)  # MNIST's test split, then the others
     assert m["per_class"][-1]["class"] == "fashion-mnist (anomaly)" and "pixel_auroc" not in m
     assert m["per_class"][-1]["mean_score"] > max(r["mean_score"] for r in m["per_class"][:-1])  # not MNIST again
 

@@ -41,11 +41,12 @@ def test_images_in_every_layout_and_container_give_the_same_scores(image_model):
     ref = est.anomaly_scores(x)
     same = [x[:, :, :, None], x[:, None], torch.from_numpy(x), x.astype(np.int64),
             (x / 255.0).astype(np.float32), x.reshape(7, -1), pd.DataFrame(x.reshape(7, -1)), x.tolist()]
-    for variant in same:
+    # the float container holds exactly what the network makes of uint8 pixels (v / 255 in float32, every v)
+    assert np.array_equal((np.arange(256) / 255.0).astype(np.float32), np.arange(256, dtype=np.float32) / 255)
+    for variant in same:  # the same pixels in the same order and memory layout: the same sums, bit for bit
         got = est.anomaly_scores(variant)
         for k in ref:
-            # floats: x / 255 rounded to float32 can differ from the uint8 path in the last bit
-            np.testing.assert_allclose(got[k], ref[k], rtol=1e-3, atol=1e-3, err_msg=f"{type(variant)} {k}")
+            np.testing.assert_array_equal(got[k], ref[k], err_msg=f"{type(variant)} {np.shape(variant)} {k}")
 
 
 def test_float_images_are_used_as_given_never_divided_by_255_again(image_model):

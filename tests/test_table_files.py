@@ -75,8 +75,8 @@ def test_exclude_columns_naming_no_column_is_an_error():
         TableEncoder.fit(_frame(), exclude=["nope"])
 
 
-@pytest.mark.parametrize("bad, words", [(np.nan, "column 'a' has an empty cell or NaN (row 3)"),
-                                        (np.inf, "column 'a' has an infinite value (row 3)")])
+@pytest.mark.parametrize("bad, words", [(np.nan, "column 'a' has an empty cell or NaN in data row 2 (line 3)"),
+                                        (np.inf, "column 'a' has an infinite value in data row 2 (line 3)")])
 def test_nan_or_infinity_is_an_error_naming_the_column_and_row(bad, words):
     enc = TableEncoder.fit(_frame(), exclude=["id"])
     f = _frame(4)

@@ -301,5 +301,6 @@ def load_folder(folder: str | os.PathLike, size: int, channels: int | None = Non
     if not good:
         raise DataError(
             f"no readable images in {display_path(folder)} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+            + (f"; e.g. {display_path(bad[0].path)}: {bad[0].error}" if bad else "")
         )
     return arr, good, bad

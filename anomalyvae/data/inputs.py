@@ -43,6 +43,15 @@ def kind_of(X: Any, requested: str = "auto") -> str:
     return "features" if ndim <= 2 else "images"
 
 
+def _strides(shape) -> tuple[int, ...]:
+    """The strides of a C-contiguous tensor of this shape."""
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= n
+    return tuple(reversed(out))
+
+
 def to_images(X: Any, shape: tuple[int, int, int] | None = None) -> torch.Tensor:
     """Images as a (N, C, H, W) tensor: uint8 as given, floats as float32 in [0, 1]."""
     X = _as_array(X)
@@ -76,7 +85,9 @@ def to_images(X: Any, shape: tuple[int, int, int] | None = None) -> torch.Tensor
                          "2-D input is read as feature vectors")
     if X.shape[0] == 0 or X.numel() == 0:
         raise InvalidInput(f"got {tuple(X.shape)}: at least one image with pixels is needed")
-    X = X.contiguous()
+    # one memory layout for every container: (N, H, W, 1) permuted passes as contiguous with channels-last
+    # strides, and torch's convolutions then sum in another order (scores off in the 4th digit)
+    X = X.clone(memory_format=torch.contiguous_format) if X.stride() != _strides(X.shape) else X
     if X.dtype == torch.uint8:
         return X
     if X.dtype == torch.bool:

@@ -96,7 +96,7 @@ class TableEncoder:
         for c in self.columns:
             col = frame[c]
             if col.isna().any():
-                raise InvalidInput(f"column {c!r} has an empty cell or NaN (row {_first(col.isna())}); "
+                raise InvalidInput(f"column {c!r} has an empty cell or NaN in {_first(col.isna())}; "
                                    "fill or drop such rows first")
             if c in self.categories:
                 text = col.astype(str)
@@ -107,7 +107,7 @@ class TableEncoder:
                                    f"(e.g. {col[~col.map(_is_number)].iloc[0]!r})")
             values = col.astype(np.float64)
             if not np.isfinite(values).all():
-                raise InvalidInput(f"column {c!r} has an infinite value (row {_first(~np.isfinite(values))}); "
+                raise InvalidInput(f"column {c!r} has an infinite value in {_first(~np.isfinite(values))}; "
                                    "replace or drop such rows first")
             parts.append(values.rename(c))
         return pd.concat(parts, axis=1).set_axis(self.feature_names(), axis=1)
@@ -133,9 +133,11 @@ def _is_number(v) -> bool:
         return False
 
 
-def _first(mask) -> int:
-    """The first flagged row, numbered as in a spreadsheet of the file: the header is line 1, rows from 2."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+def _first(mask) -> str:
+    """The first flagged row, as score's CSV counts rows (data rows from 1) and as the file's line (the header is
+    line 1)."""
+    i = int(np.flatnonzero(np.asarray(mask))[0])
+    return f"data row {i + 1} (line {i + 2})"
 
 
 def labels(col: pd.Series, name: str) -> np.ndarray:
@@ -147,6 +149,6 @@ def labels(col: pd.Series, name: str) -> np.ndarray:
              "normal": False}
     bad = ~text.isin(list(truth))
     if bad.any():
-        raise InvalidInput(f"column {name!r} holds {col[bad].iloc[0]!r} (row {_first(bad)}); labels are 1/0, "
+        raise InvalidInput(f"column {name!r} holds {col[bad].iloc[0]!r} in {_first(bad)}; labels are 1/0, "
                            "true/false, yes/no or anomaly/normal")
     return text.map(truth).to_numpy(bool)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..data.datasets import as_nchw
 from ..estimator import AnomalyVAE
-from ..errors import AnomalyVAEError, DataError
+from ..errors import AnomalyVAEError, DataError, InvalidInput
 from ..data.images import Found, display_path, iter_image_files, load_image
 from ..data.preflight import check_paths
 
@@ -90,6 +90,9 @@ def score_paths(det: AnomalyVAE, paths: Iterable[str | os.PathLike], csv: Path |
     a scored file); files that exist but cannot be decoded, inside folders or named, are error rows.
     """
     paths = check_paths(paths)
+    if det.config_.input_kind == "features":
+        raise InvalidInput("this model was trained on a table (anomalyvae train --table FILE), not on images; "
+                           "score a .csv or .parquet file with it, or pass --model DIR of a model trained on images")
     summary = ScoreSummary(csv)
     heap: list[tuple[float, int, dict]] = []
     tmp = None

@@ -106,7 +106,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     if not distributed.is_main():
         return None, out
     for warning in getattr(det, "info_", {}).get("warnings", []):
-        log(f"warning: {warning}")
+        log(warning)  # the CLI's log prefixes "warning: "
     if not result.history:
         tracker.end("KILLED" if result.stopped_by else "FAILED")
         if result.diverged:

@@ -3,6 +3,7 @@ tracked as an MLflow run. The encoding rule they share is data/tables.py's."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,11 @@ def _data_ref(path: Path, X: pd.DataFrame, context: str, what: str, **profile):
                    {"rows": len(X), "features": X.shape[1], **profile}, context, [X.shape[1]], "float32")
 
 
-def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, tracker=None, say=print):
+def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, tracker=None, say=print, warn=None):
     """`anomalyvae train --table`: fit on a normal table, write the model directory, track the run; returns
-    (detector, model directory). `cfg` is a validated Config (input_kind "features")."""
+    (detector, model directory). `cfg` is a validated Config (input_kind "features"). `warn`, when given, gets
+    each warning of the fit as one line (the CLI prints them as the image path does); else they are Python
+    warnings."""
     import datetime as dt
 
     from ..estimator import AnomalyVAE
@@ -77,7 +80,14 @@ def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, trac
                             "n_rows": len(X), "n_features": X.shape[1]})
         tracker.log_inputs([data])
         say(f"training on {len(X):,} rows x {X.shape[1]} features of {path}")
-        det = AnomalyVAE.from_config(cfg).fit(X)
+        if warn is None:
+            det = AnomalyVAE.from_config(cfg).fit(X)
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                det = AnomalyVAE.from_config(cfg).fit(X)
+            for line in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
+                warn(line)
         det.table_ = encoder
         det.info_["table"] = str(path)
         det.save(out)
