@@ -36,6 +36,7 @@ from ..vae import distributed
 from ..vae.model import build_model
 from ..vae.runtime import batches
 from .scoring import VAE_SCORES, LatentState, Pass, encode_mu, fit_latent, vae_pass
+from .whole import build, calibrating, classes_of  # the same network, its loading and its calibration line
 
 BANK_ROWS = 10_000  # normal rows kept for xknn: larger tables are thinned by a k-center coreset (memory.py)
 
@@ -90,7 +91,6 @@ def prepare_features(model, rows: torch.Tensor) -> None:
 def train(cfg: Config, train: Split, val: Split, **hooks):
     """Train the VAE of rows for config.feature_schedule's steps (the rows repeated for small tables)."""
     from ..vae.train import fit as fit_network
-    from .whole import classes_of
 
     fit_on = train
     if cfg.epochs is None:
@@ -114,17 +114,6 @@ def fit_state(model, cfg: Config, train: Split, val: Split, extra: dict) -> Rows
     bank = MemoryBank.build(model.prepare(train.images).float().cpu(), BANK_ROWS, "coreset", cfg.seed)
     state.rows, state.row_centroids = bank.codes, bank.centroids
     return state
-
-
-def calibrating(cfg: Config, train: Split, val: Split, extra: dict) -> str:
-    """The line that says what runs after the last optimiser step."""
-    return f"calibrating: latent model on {len(train)} codes, threshold on {len(val)} held-out inputs"
-
-
-def build(cfg: Config, shape: tuple[int, ...], tensors: dict[str, torch.Tensor]):
-    """The untrained network of a saved model, for its weights to be loaded into."""
-    classes = tensors.get("model.classes")
-    return build_model(cfg, shape, None if classes is None else classes.tolist())
 
 
 def state_from_saved(tensors: dict[str, torch.Tensor], meta: dict) -> RowsState:
