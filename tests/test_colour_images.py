@@ -188,7 +188,7 @@ def test_every_class_normal_needs_other_anomalies(cli, tmp_path, mnist_dir, fake
                          "--no-tracking", "--out", tmp_path / "ev", "--metrics-out", tmp_path / "m.json")
     assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
-    from anomalyvae.idx import read_idx
+    from anomalyvae.data.idx import read_idx
 
     n_mnist = len(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
     assert (m["n_test"], m["n_anomalies"]) == (n_mnist + n_fashion, n_fashion)  # MNIST's test split, then the others
