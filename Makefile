@@ -13,12 +13,22 @@ THREADS ?= 1
 
 .PHONY: setup data browser demo test docs bench-speed bench-detection fashion-mnist clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.editable-first
+
+# FIRST_PTH: setuptools' editable install finds the checkout with a finder placed after Python's own path
+# search, so a folder named anomalyvae on sys.path (this clone's, seen from the folder above it) would shadow it
+# as an empty namespace package ("cannot import name 'AnomalyVAE' from 'anomalyvae' (unknown location)"); this
+# .pth, read after setuptools' own, moves that finder first. tests/test_install.py checks it.
+FIRST_PTH = import sys; sys.meta_path.sort(key=lambda f: not getattr(f, "__module__", "").startswith("__editable___anomalyvae_"))
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# constraints.txt: the torch + torchvision pair that imports together (other versions download gigabytes)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(VENV)/.editable-first: $(VENV)/.installed
+	echo '$(FIRST_PTH)' > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/anomalyvae-editable-first.pth"
 	touch $@
 
 data: $(addprefix $(MNIST)/,$(IDX))
@@ -32,13 +42,14 @@ $(addprefix $(MNIST)/,$(IDX)) &: | setup
 	$(BIN)/python -c "from pathlib import Path; from anomalyvae.data.datasets import locate; [locate('mnist', Path('data'), s) for s in ('train', 'test')]"
 endif
 
-# the README's "Use" commands, as typed there; images/ gets MNIST test digits for its `score images/`
+# the README's "Use" commands, as typed there; images/ gets MNIST test digits for its `score images/`; the last
+# step writes benchmarks/results/demo.txt, the figures of the README's demo sentence (tests/test_docs.py)
 demo: setup data
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae train --normal 0-8
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae evaluate --metrics-out m.json
 	$(BIN)/python examples/mnist_pngs.py --out images
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/anomalyvae score images/ --out scores.csv
-	$(BIN)/python examples/mnist_pngs.py --flagged scores.csv
+	$(BIN)/python examples/mnist_pngs.py --flagged scores.csv --metrics m.json --results benchmarks/results/demo.txt
 
 # Debian's headless Chromium renders the MLflow pages in a test: an explicit step (CI's .ci/run calls it), never part
 # of `make test`, which changes nothing outside the checkout; without it that one test skips and says `make browser`

@@ -127,6 +127,8 @@ def _print_run(tracker) -> None:
     uri = tracker.uri or ""
     how = "" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"
     console.print(f"MLflow run {tracker.run_id}: {tracker.ui_url(tracker.run_id)}{how}", highlight=False, soft_wrap=True)
+    console.print(f"All runs of experiment {tracker.experiment}, with their AUROC: {tracker.ui_url()}", highlight=False,
+                  soft_wrap=True)
 
 
 def _check_device(device: Optional[str]) -> None:

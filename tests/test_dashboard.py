@@ -55,6 +55,20 @@ def printed_run_url(stdout: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def printed_experiment_url(stdout: str) -> str:
+    """The runs table's address from the 'All runs of experiment NAME, with their AUROC: URL' line."""
+    m = re.search(r"All runs of experiment anomalyvae, with their AUROC: (\S+)", stdout)
+    assert m, stdout
+    return m.group(1)
+
+
+# the run's config as the module's `trained` fixture gives it: names and details follow from it by lineage's rule
+def trained_config():
+    from anomalyvae.config import make_config
+
+    return make_config(normal="0-8", limit=600, arch="mlp")
+
+
 def runs_by_job(client):
     exp = client.get_experiment_by_name("anomalyvae")
     return exp, {r.data.tags["anomalyvae.job"]: r for r in client.search_runs([exp.experiment_id])}
@@ -75,6 +89,29 @@ def test_the_experiment_is_a_model_training_experiment_ranked_by_auroc(trained, 
     assert "anomalyvae" in tags["mlflow.note.content"]
 
 
+def test_the_experiment_shares_a_runs_table_view_with_the_auroc_column(trained, client):
+    """MLflow's runs table shows no metric columns by default; the experiment holds a shared view state (the
+    tag `mlflow.sharedViewState.<key>`, opened by `?viewStateShareKey=<key>`) whose columns start with AUROC."""
+    from anomalyvae.tracking.runs import SHARE_KEY
+
+    tags = client.get_experiment_by_name("anomalyvae").tags
+    state = json.loads(tags[f"mlflow.sharedViewState.{SHARE_KEY}"])
+    assert "metrics.`auroc`" in state["selectedColumns"] and "tags.`anomalyvae.detail`" in state["selectedColumns"]
+    assert state["columnOrder"][:2] == ["attributes.`Run Name`", "metrics.`auroc`"]  # AUROC next to the name
+
+
+def test_every_printed_address_names_the_model_training_view_and_the_runs_table_its_shared_view(evaluated, trained):
+    from anomalyvae.tracking.runs import SHARE_KEY
+
+    for r in (trained, evaluated[0]):
+        run_id, url = printed_run_url(r.stdout)
+        assert url.startswith(f"{PRINTED_UI}/#/experiments/") and f"/runs/{run_id}?" in url
+        assert url.endswith("?workflowType=machine_learning"), url
+        table = printed_experiment_url(r.stdout)
+        assert re.fullmatch(rf"{PRINTED_UI}/#/experiments/\d+/runs\?workflowType=machine_learning"
+                            rf"&viewStateShareKey={SHARE_KEY}", table), table
+
+
 def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained, client, mnist_dir):
     from anomalyvae.config import make_config
     from anomalyvae.data.datasets import load_train
@@ -82,7 +119,11 @@ def test_the_train_run_has_its_datasets_epoch_histories_and_logged_model(trained
 
     exp, runs = runs_by_job(client)
     run = runs["train"]
-    assert run.info.run_name == "train mnist normal 0-8 mlp, limit 600 -> m"  # what it learned, what tells it apart
+    from anomalyvae.tracking.lineage import NAME_CHARS, train_detail, train_run_name
+
+    # what it learned, short enough for the runs table; what tells it apart in its detail tag
+    assert run.info.run_name == train_run_name(trained_config()) and len(run.info.run_name) <= NAME_CHARS
+    assert run.data.tags["anomalyvae.detail"] == train_detail(trained_config(), Path("models/m"))
     assert "Trains a mlp VAE on mnist classes 0-8" in run.data.tags["mlflow.note.content"]
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"mnist-train-normal-0-8", "mnist-heldout-normal-0-8"}
@@ -118,7 +159,11 @@ def test_evaluate_logs_its_metrics_on_the_model_per_test_set(evaluated, workdir,
     assert json.loads(test_set.dataset.profile)["anomalies"] == result["n_anomalies"] == 1009
     assert by_key["auroc"].dataset_digest == test_set.dataset.digest
     assert [m.model_id for m in client.get_run(run.info.run_id).inputs.model_inputs] == [model.model_id]
-    assert run.info.run_name == f"evaluate mnist normal 0-8 mlp on digit 9: AUROC {result['auroc']:.2f}"
+    from anomalyvae.tracking.lineage import evaluate_detail, evaluate_run_name
+
+    assert run.info.run_name == evaluate_run_name(trained_config())  # its AUROC is a metric, the table's column
+    assert run.data.metrics["auroc"] == pytest.approx(result["auroc"])
+    assert run.data.tags["anomalyvae.detail"] == evaluate_detail(trained_config(), "digit 9")
     assert run.data.params["latent_dim"] == "20" and run.data.params["test_set"] == "mnist-test-anomaly-9"
     note = run.data.tags["mlflow.note.content"]
     assert f"(#/experiments/{exp.experiment_id}/runs/{train.info.run_id}?workflowType=machine_learning)" in note
@@ -164,18 +209,18 @@ def test_evaluating_an_untracked_model_still_logs_its_metrics_on_the_test_set(tm
     client = mlflow.MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("e").experiment_id])
     assert run.info.status == "FINISHED" and run.inputs.dataset_inputs[0].dataset.name == "folders-good-vs-bad"
-    assert run.data.metrics["auroc"] == pytest.approx(res["auroc"]) and run.info.run_name.endswith(
-        f"on bad: AUROC {res['auroc']:.2f}")
+    assert run.data.metrics["auroc"] == pytest.approx(res["auroc"])
+    assert run.data.tags["anomalyvae.detail"].endswith(" on bad")
 
 
 def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     import torch
 
     from anomalyvae.config import make_config
-    from anomalyvae.tracking.lineage import anomaly_words, digest, evaluate_run_name, test_origin, train_run_name
+    from anomalyvae.tracking.lineage import anomaly_words, digest, evaluate_detail, test_origin, train_detail
 
     mnist, fashion = make_config(normal="0-8"), make_config(dataset="fashion-mnist", normal="0-8")
-    assert train_run_name(mnist) == f"train mnist normal 0-8 {mnist.arch}"
+    assert train_detail(mnist) == f"mnist normal 0-8 {mnist.arch}"
     assert anomaly_words(mnist, list(range(9))) == "digit 9"
     assert anomaly_words(make_config(normal="3"), [3]) == "digits 0-2,4-9"
     assert anomaly_words(fashion, list(range(9))) == "Ankle boot"
@@ -187,7 +232,7 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     from anomalyvae.tracking.lineage import train_description  # an MVTec root has no classes to name
     said = train_description(mvtec_cfg, 270, 30, Path("m"))
     assert "the MVTec-AD folder `/x/bottle` (its train/good images)" in said and "classes" not in said
-    assert evaluate_run_name(mnist, "digit 9", 0.8049) == f"evaluate mnist normal 0-8 {mnist.arch} on digit 9: AUROC 0.80"
+    assert evaluate_detail(mnist, "digit 9") == f"mnist normal 0-8 {mnist.arch} on digit 9"
     a = torch.zeros((3, 1, 4, 4), dtype=torch.uint8)
     b = a.clone()
     b[2, 0, 3, 3] = 1
@@ -371,15 +416,21 @@ def render(url: str, profile: Path) -> _Page:
 GENAI_VIEW = ("Token Usage", "Detect Issues", "Agent versions", "Judges")  # MLflow's GenAI overview and its nav
 
 
-def test_the_printed_experiment_address_opens_the_runs_table_with_datasets(ui, trained, client, tmp_path):
+def test_the_printed_experiment_address_opens_the_runs_table_with_datasets_and_auroc(ui, evaluated, client, tmp_path):
     exp, runs = runs_by_job(client)
-    run_id, url = printed_run_url(trained.stdout)
+    url = printed_experiment_url(evaluated[0].stdout)
     assert url.startswith(PRINTED_UI)
-    experiment_page = url.replace(PRINTED_UI, ui).replace(f"/runs/{run_id}", "")
-    page = render(experiment_page, tmp_path / "p")
+    page = render(url.replace(PRINTED_UI, ui), tmp_path / "p")
     assert page.title.startswith("Runs"), page.title  # not "Overview": the GenAI landing tab
     assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
-    assert "train mnist normal 0-8 mlp" in page.text and "evaluate mnist normal 0-8 mlp on digit 9" in page.text
+    assert "You're viewing a shared view" in page.text, page.text[:3000]  # the experiment's view state applied
+    # the header row: the name, then AUROC (before the datasets), the detail tag among the columns
+    assert re.search(r"Run Name Created (Metrics )?.*auroc", page.text), page.text[:3000]
+    assert "anomalyvae.detail" in page.text, page.text[:3000]
+    for run in runs.values():
+        assert run.info.run_name in page.text  # whole: short names are not cut
+    auroc = runs["evaluate"].data.metrics["auroc"]
+    assert str(auroc)[:6] in page.text, page.text[:3000]  # the evaluate run's AUROC in its row
     assert "2 matching runs" in page.text
     train_digest = next(d.dataset.digest for d in runs["train"].inputs.dataset_inputs if d.dataset.name.startswith("mnist-train"))
     assert f"mnist-train-normal-0-8 ({train_digest})" in page.text  # the runs table's Dataset column
@@ -388,7 +439,6 @@ def test_the_printed_experiment_address_opens_the_runs_table_with_datasets(ui, t
 def test_the_printed_train_run_address_shows_its_datasets_description_and_model(ui, trained, client, tmp_path):
     run_id, url = printed_run_url(trained.stdout)
     name = runs_by_job(client)[1]["train"].info.run_name
-    assert name.startswith("train mnist normal 0-8 mlp"), name
     page = render(url.replace(PRINTED_UI, ui), tmp_path / "p")
     assert page.title.startswith(f"Run {run_id}"), page.title
     assert f"{name} Overview Model metrics" in page.text, page.text[:3000]  # the page heading
@@ -404,7 +454,7 @@ def test_the_evaluate_run_and_the_model_page_show_the_auroc_on_the_test_set(ui, 
     run_id, url = printed_run_url(r.stdout)
     assert run_id == runs["evaluate"].info.run_id
     page = render(url.replace(PRINTED_UI, ui), tmp_path / "run")
-    heading = f"evaluate mnist normal 0-8 mlp on digit 9: AUROC {result['auroc']:.2f} Overview Model metrics"
+    heading = f"{runs['evaluate'].info.run_name} Overview Model metrics"
     assert heading in page.text, page.text[:3000]
     assert not [w for w in GENAI_VIEW if w in page.text], page.text[:3000]
     assert re.search(r"Datasets mnist-test-anomaly-9 \(\w{8}\) evaluation", page.text, re.I), page.text[:3000]
@@ -414,6 +464,7 @@ def test_the_evaluate_run_and_the_model_page_show_the_auroc_on_the_test_set(ui, 
     page = render(f"{ui}/#/experiments/{exp.experiment_id}/models/{model.model_id}?workflowType=machine_learning",
                   tmp_path / "model")
     # the model's metrics table: metric, the dataset it was measured on, the run that measured it, the value
-    row = re.search(r"auroc mnist-test-anomaly-9 \(#?\w+\) (evaluate mnist[^:]*: AUROC [\d.]+) ([\d.]+)", page.text)
+    row = re.search(rf"auroc mnist-test-anomaly-9 \(#?\w+\) {re.escape(runs['evaluate'].info.run_name)} ([\d.]+)",
+                    page.text)
     assert row, page.text[:4000]
-    assert float(row.group(2)) == pytest.approx(result["auroc"])
+    assert float(row.group(1)) == pytest.approx(result["auroc"])

@@ -87,6 +87,58 @@ def headline_rows() -> list[tuple[str, str, str | None]]:
     return out
 
 
+# the README's sentence about what `make demo` flagged, with the keys of the results file its last step writes
+DEMO = ("its last step writes `benchmarks/results/demo.txt`: of the first {images} test digits in `images/`, "
+        "{digit_images} of them nines (the anomaly), the default model flagged {digit_flagged} of the nines and "
+        "{other_flagged} of the {other_images} other digits (test AUROC {auroc:.3f} for digit {digit}, recall "
+        "{recall:.3f} at the threshold calibrated for {fpr_pct} % false positives)")
+
+
+def demo_results() -> dict:
+    """benchmarks/results/demo.txt's key=value pairs, as `make demo` (examples/mnist_pngs.py --results) wrote them."""
+    line = [x for x in (RESULTS / "demo.txt").read_text().splitlines() if x and not x.startswith("#")][-1]
+    pairs = dict(p.split("=", 1) for p in line.split())
+    return {k: (int(v) if re.fullmatch(r"\d+", v) else float(v) if NUMBER.fullmatch(v) else v)
+            for k, v in pairs.items()}
+
+
+def test_the_readme_demo_sentence_is_what_make_demo_wrote():
+    """Every figure of the sentence is demo.txt's: a rerun that flags another count fails this until the
+    README says it (the sentence was once stale: '0 of 5 nines' while the run flagged 1)."""
+    values = demo_results()
+    expected = DEMO.format(**values, fpr_pct=f"{values['target_fpr'] * 100:g}")
+    paragraph = next(p for p in README.read_text().split("\n\n") if p.startswith("`make demo` ends by scoring"))
+    text = " ".join(paragraph.split())
+    assert expected in text, f"README: {text}\nresults: {expected}"
+    # no other figure before it in the paragraph: each number up to its end is one of the sentence's
+    head = text[:text.index(expected) + len(expected)]
+    assert sorted(re.findall(r"\d+(?:\.\d+)?", head)) == sorted(re.findall(r"\d+(?:\.\d+)?", expected)), head
+
+
+def test_make_demo_writes_the_results_the_readme_sentence_reads(tmp_path):
+    """examples/mnist_pngs.py --flagged ... --results writes the keys DEMO names, from the CSV and metrics."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    import mnist_pngs
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.json").write_text(json.dumps({"config": {"fpr": 0.05}}))
+    (tmp_path / "m.json").write_text(json.dumps({"auroc": 0.80123, "recall": 0.15, "score": "combined",
+                                                 "model_dir": str(tmp_path / "m")}))
+    rows = [f"images/{i:05d}-digit{d}.png,{flag}" for i, (d, flag) in enumerate([(9, True), (9, False), (4, True),
+                                                                                 (7, False)])]
+    (tmp_path / "scores.csv").write_text("path,is_anomaly\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "demo.txt"
+    assert mnist_pngs.main(["--flagged", str(tmp_path / "scores.csv"), "--metrics", str(tmp_path / "m.json"),
+                            "--results", str(out)]) == 0
+    line = out.read_text().splitlines()[-1]
+    assert line == ("images=4 digit=9 digit_images=2 digit_flagged=1 other_images=2 other_flagged=1 auroc=0.8012 "
+                    "recall=0.15 score=combined target_fpr=0.05")
+    assert "make demo" in out.read_text().splitlines()[0]
+
+
 def test_the_readme_headline_table_links_each_row_to_a_benchmark_page():
     rows = headline_rows()
     assert len(rows) >= 4

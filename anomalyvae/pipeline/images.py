@@ -78,8 +78,9 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         say(f"resuming {out}" + (f" with {describe_changes(changes)}" if changes else " with its own settings"))
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
     run_id = checkpoint_run_id(out) if resume else None
-    tracker.start(run_name=lineage.train_run_name(cfg, out), run_id=run_id,
-                  tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())},
+    tracker.start(run_name=lineage.train_run_name(cfg), run_id=run_id,
+                  tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve()),
+                        lineage.DETAIL: lineage.train_detail(cfg, out)},
                   description=lineage.train_description(cfg, len(data.train), len(data.val), out.resolve()))
     inputs = tracker.attempt("describing the datasets", lambda: lineage.train_inputs(cfg, data.train, data.val)) or []
     if not run_id:

@@ -51,6 +51,11 @@ def _data_ref(path: Path, X: pd.DataFrame, context: str, what: str, **profile):
                    {"rows": len(X), "features": X.shape[1], **profile}, context, [X.shape[1]], "float32")
 
 
+def table_run_name(job: str, path: str | Path) -> str:
+    """'train table wine', 'evaluate table wine': the job and the table's name (its file in the DETAIL tag)."""
+    return f"{job} table {Path(path).stem}"
+
+
 def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, tracker=None, say=print, warn=None):
     """`anomalyvae train --table`: fit on a normal table, write the model directory, track the run; returns
     (detector, model directory). `cfg` is a validated Config (input_kind "features"). `warn`, when given, gets
@@ -59,7 +64,7 @@ def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, trac
     import datetime as dt
 
     from ..estimator import AnomalyVAE
-    from ..tracking.lineage import TRAINING
+    from ..tracking.lineage import DETAIL, TRAINING
     from ..tracking.runs import Tracker
 
     path = Path(path)
@@ -69,8 +74,9 @@ def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, trac
     out = Path(out) if out is not None else Path("models") / (
         f"table-{path.stem}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     tracker = tracker or Tracker(cfg.experiment, cfg.tracking_uri, enabled=False)
-    tracker.start(run_name=f"train table {path.name} -> {out.name}",
-                  tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve())},
+    tracker.start(run_name=table_run_name("train", path),
+                  tags={"anomalyvae.job": "train", "anomalyvae.model_dir": str(out.resolve()),
+                        DETAIL: f"table {path.name} mlp -> {out.name}"},
                   description=f"Trains an mlp VAE on the normal rows of `{path}` ({len(X):,} rows, {X.shape[1]} "
                               f"features after encoding). Default score `{cfg.score}`. Model directory: `{out.resolve()}`.")
     try:
@@ -107,7 +113,7 @@ def evaluate_table(det, path: str | Path, label_column: str, tracker=None, model
     """`anomalyvae evaluate --table`: every score's AUROC / AUPRC against `label_column` (1, true or yes =
     anomaly), and the default score's decision at the threshold; tracked as an evaluate run."""
     from ..evaluation import metrics
-    from ..tracking.lineage import EVALUATION
+    from ..tracking.lineage import DETAIL, EVALUATION
     from ..scores import available
     from ..tracking.runs import Tracker
 
@@ -127,8 +133,9 @@ def evaluate_table(det, path: str | Path, label_column: str, tracker=None, model
               "scores": {k: metrics.ranking(y, v) for k, v in scores.items()}, "per_class": [],
               "n_test": int(len(y)), "n_anomalies": int(y.sum()), "model_dir": str(model_dir) if model_dir else None}
     tracker = tracker or Tracker(det.config_.experiment, det.config_.tracking_uri, enabled=False)
-    tracker.start(run_name=f"evaluate table {path.name} (AUROC {result['auroc']:.3f})",
-                  tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir or "")})
+    tracker.start(run_name=table_run_name("evaluate", path),
+                  tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir or ""),
+                        DETAIL: f"table {path.name}, anomalies in column {label_column!r}"})
     tracker.log_inputs([_data_ref(path, X, EVALUATION, "test", anomalies=int(y.sum()), label_column=label_column)])
     tracker.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float))})
     tracker.log_metrics({f"auroc_{k}": v["auroc"] for k, v in result["scores"].items()})

@@ -210,20 +210,41 @@ def model_name(cfg) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{cfg.dataset}-{what}-{kind(cfg)}").strip("-")
 
 
-def train_run_name(cfg, model_dir: str | Path | None = None) -> str:
-    """e.g. 'train mnist normal 0-8 conv, limit 300, seed 1 -> small': what was learned, then what tells
-    repeated trainings of it apart: a partial dataset, another seed, and the model folder (its time stamp
-    for the default folder name)."""
-    name = f"train {cfg.dataset} {normal_words(cfg)} {kind(cfg)}"
+# MLflow's runs table shows about 24 characters of a run's name: names say what was learned in that much
+# ('train mnist 0-8'), and the tag DETAIL and the description say the rest (architecture, limit, seed, folder)
+DETAIL = "anomalyvae.detail"
+NAME_CHARS = 24
+
+
+def subject(cfg) -> str:
+    """What a run's name says the model learned: 'mnist 0-8', 'screws/train' (a folder of normal images),
+    'mvtec bottle' (an MVTec-AD root)."""
+    if cfg.dataset == "folder":
+        return folder_words(cfg.train_dir)
+    if cfg.dataset == "mvtec":
+        return f"mvtec {Path(cfg.resolved_data_dir()).name}"
+    return f"{cfg.dataset} {format_classes(parse_classes(cfg.normal))}"
+
+
+def train_run_name(cfg) -> str:
+    """e.g. 'train mnist 0-8': short enough for the runs table; train_detail tells repeated trainings apart."""
+    return f"train {subject(cfg)}"
+
+
+def train_detail(cfg, model_dir: str | Path | None = None) -> str:
+    """e.g. 'mnist normal 0-8 conv, limit 300, seed 1 -> small' (the run's DETAIL tag): what was learned, then
+    what tells repeated trainings of it apart: a partial dataset, another seed, and the model folder (its time
+    stamp for the default folder name)."""
+    detail = f"{cfg.dataset} {normal_words(cfg)} {kind(cfg)}"
     if cfg.limit is not None:
-        name += f", limit {cfg.limit}"
+        detail += f", limit {cfg.limit}"
     if cfg.seed != 0:
-        name += f", seed {cfg.seed}"
+        detail += f", seed {cfg.seed}"
     if model_dir is not None:
         folder = Path(model_dir).name
         stamp = re.fullmatch(r".*-(\d{8}-\d{6})", folder)  # pipeline.default_out's name ends in its time
-        name += f" ({stamp.group(1)})" if stamp else f" -> {folder}"
-    return name
+        detail += f" ({stamp.group(1)})" if stamp else f" -> {folder}"
+    return detail
 
 
 def train_description(cfg, n_train: int, n_val: int, model_dir: Path) -> str:
@@ -234,15 +255,22 @@ def train_description(cfg, n_train: int, n_val: int, model_dir: Path) -> str:
     else:
         what = f"{cfg.dataset} classes {format_classes(parse_classes(cfg.normal))}"
     model = "local (patch VAE + memory bank)" if cfg.detector == "local" else f"{cfg.arch} VAE"
+    if getattr(cfg, "use_labels", False):
+        model += " that also learns the normal classes' labels"
+    subset = f", --limit {cfg.limit}" if cfg.limit is not None else ""
     return (f"Trains a {model} on {what}: {n_train:,} normal images, {n_val:,} more held out for early "
             f"stopping and the threshold (target false-positive rate {cfg.fpr}). Default score `{cfg.score}`. "
-            f"Model directory: `{model_dir}`.")
+            f"Seed {cfg.seed}{subset}. Model directory: `{model_dir}`.")
 
 
-def evaluate_run_name(cfg, anomaly: str, auroc: float | None = None) -> str:
-    """e.g. 'evaluate mnist normal 0-8 conv on digit 9: AUROC 0.80'."""
-    head = f"evaluate {cfg.dataset} {normal_words(cfg)} {kind(cfg)} on {anomaly}"
-    return head if auroc is None else f"{head}: AUROC {auroc:.2f}"
+def evaluate_run_name(cfg) -> str:
+    """e.g. 'evaluate mnist 0-8': its AUROC is a column of the runs table, the anomaly in evaluate_detail."""
+    return f"evaluate {subject(cfg)}"
+
+
+def evaluate_detail(cfg, anomaly: str) -> str:
+    """e.g. 'mnist normal 0-8 conv on digit 9' (the evaluate run's DETAIL tag)."""
+    return f"{train_detail(cfg)} on {anomaly}"
 
 
 def train_outcome(det, model_link: str | None) -> str:
@@ -255,8 +283,8 @@ def train_outcome(det, model_link: str | None) -> str:
 
 def evaluate_description(cfg, det, result: dict, data: DataRef, anomaly: str, train_link: str | None,
                          model_link: str | None, report_link: str) -> str:
-    what = (f"the model trained by [{train_run_name(cfg)}]({train_link})" if train_link
-            else f"the model in `{result.get('model_dir')}`")
+    what = (f"the model trained by [{train_run_name(cfg)}]({train_link}) ({train_detail(cfg)})" if train_link
+            else f"the model ({train_detail(cfg)}) in `{result.get('model_dir')}`")
     model = f" ([logged model]({model_link}))" if model_link else ""
     return (f"Evaluates {what}{model} on `{data.name}`: {result['n_test']:,} test images, "
             f"{result['n_anomalies']:,} of them anomalous ({anomaly}).\n\n"

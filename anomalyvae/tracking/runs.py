@@ -7,6 +7,7 @@ metric, and runs link to their datasets and logged model, so `mlflow ui` shows r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,22 +16,36 @@ from typing import Any
 from . import lineage
 
 
+# The runs table's columns that anomalyvae's addresses open (MLflow's shared view state: an experiment tag
+# `mlflow.sharedViewState.<key>` holding the page's state as JSON, opened by `?viewStateShareKey=<key>`): each
+# run's AUROC next to its name (a narrow window still shows it), then its datasets, logged model and detail tag,
+# without choosing columns. Column ids are MLflow's canonical sort keys, `<type>.`<name>``.
+SHARE_KEY = "anomalyvae"
+TABLE_COLUMNS = ("metrics.`auroc`", "attributes.`Dataset`", "attributes.`Models`", "tags.`anomalyvae.detail`")
+VIEW_STATE = json.dumps({"selectedColumns": list(TABLE_COLUMNS),
+                         "columnOrder": ["attributes.`Run Name`", *TABLE_COLUMNS], "columnWidths": {}})
+VIEW_STATE_TAG = f"mlflow.sharedViewState.{SHARE_KEY}"
+
 # MLflow's own tags: the experiment's kind and primary metric, the description (markdown) of a run or experiment.
 EXPERIMENT_TAGS = {
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.experiment.primaryMetric.name": "auroc",
     "mlflow.experiment.primaryMetric.greaterIsBetter": "true",
     "mlflow.note.content": "Anomaly detectors from anomalyvae. `train ...` runs train one model each (datasets as "
-                           "inputs, the model named by what it learned, e.g. `mnist-normal-0-8-conv`); `evaluate ...` "
+                           "inputs, the model named by what it learned, e.g. `mnist-normal-0-8-conv`; the tag "
+                           "`anomalyvae.detail` adds architecture, limit, seed and model folder); `evaluate ...` "
                            "runs measure one on a labelled "
                            "test set (AUROC, AUPRC, F1 also logged on the model, per test set); benchmark runs hold "
                            "one model each with flat params and metrics, for the compare view.",
+    VIEW_STATE_TAG: VIEW_STATE,
 }
 NOTE = "mlflow.note.content"
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 # MLflow 3.17's UI picks its GenAI or "Model training" view from a switch the browser remembers (default GenAI),
 # not from the experiment's kind; a link that names the view opens the runs table in a fresh browser too.
 VIEW = "?workflowType=machine_learning"
+# an experiment's own address (its runs table, '#/experiments/ID/runs') also names the shared view state above
+TABLE_VIEW = f"{VIEW}&viewStateShareKey={SHARE_KEY}"
 
 
 def _quiet_http_defaults() -> None:
@@ -185,18 +200,23 @@ class Tracker:
     def link(self, experiment_id: str | None = None, run_id: str | None = None, model_id: str | None = None,
              page: str = "", base: str = "") -> str:
         """A UI address: '#/experiments/1/runs/ID?...' (relative, for descriptions), or absolute with `base`;
-        `page` is a run's tab, e.g. 'artifacts/evaluation/report.html'."""
+        `page` is a run's tab, e.g. 'artifacts/evaluation/report.html'. Every address names the model-training
+        view; the experiment's own (its runs table) also names the shared view with the AUROC column."""
         path = f"#/experiments/{experiment_id or self.experiment_id}"
+        if not (run_id or model_id or page):
+            path += "/runs"  # the runs tab: the bare experiment route redirects there and drops the shared view
         if run_id:
             path += f"/runs/{run_id}"
         if model_id:
             path += f"/models/{model_id}"
         if page:
             path += f"/{page}"
-        return f"{base.rstrip('/')}/{path}{VIEW}" if base else f"{path}{VIEW}"
+        query = VIEW if run_id or model_id or page else TABLE_VIEW
+        return f"{base.rstrip('/')}/{path}{query}" if base else f"{path}{query}"
 
     def ui_url(self, run_id: str | None = None) -> str | None:
-        """Where a person opens this run: the tracking server itself, or `mlflow ui`'s default address."""
+        """Where a person opens this run (or, without `run_id`, the experiment's runs table): the tracking
+        server itself, or `mlflow ui`'s default address."""
         if self.experiment_id is None or self._mlflow is None:
             return None
         uri = self.uri or ""
@@ -232,7 +252,8 @@ class Tracker:
 
 def _training_experiment(mlflow, name: str) -> str:
     """The experiment's id, created as a model-training experiment; one made before (by an older anomalyvae or
-    by hand) gets the tags it lacks, and keeps any it has."""
+    by hand) gets the tags it lacks, and keeps any it has, except the view state under anomalyvae's own share
+    key, which follows this version's columns."""
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -243,7 +264,7 @@ def _training_experiment(mlflow, name: str) -> str:
             if exp is None:
                 raise
     for key, value in EXPERIMENT_TAGS.items():
-        if key not in exp.tags:
+        if key not in exp.tags or (key == VIEW_STATE_TAG and exp.tags[key] != value):
             client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
 
@@ -271,9 +292,10 @@ class EvaluateRun:
         origin = origin or lineage.test_origin(cfg, normal)
         self.anomaly, self.origin = origin.anomaly, origin
         train_run = det.info_.get("mlflow_run_id")
-        self.t.start(run_name=lineage.evaluate_run_name(cfg, self.anomaly),
+        self.t.start(run_name=lineage.evaluate_run_name(cfg),
                      tags={"anomalyvae.job": "evaluate", "anomalyvae.model_dir": str(model_dir),
-                           "anomalyvae.train_run_id": train_run or ""})
+                           "anomalyvae.train_run_id": train_run or "",
+                           lineage.DETAIL: lineage.evaluate_detail(cfg, self.anomaly)})
 
         def inputs():
             self.data = lineage.test_input(test, y_true, normal, origin)
@@ -305,7 +327,6 @@ class EvaluateRun:
             report = t.link(run_id=t.run_id, page="artifacts/evaluation/report.html")
             t.describe(lineage.evaluate_description(self.cfg, self.det, result, self.data, self.anomaly,
                                                     self.train_link, self.model_link, report))
-            t.rename(lineage.evaluate_run_name(self.cfg, self.anomaly, result["auroc"]))
 
         t.attempt("logging the evaluation", log)
         t.end("FINISHED")
