@@ -20,7 +20,10 @@ INPUT_KINDS = ("images", "features")
 PRECISIONS = ("auto", "float32", "bfloat16")
 # measured: benchmarks/detection.py (class images), benchmarks/tabular.py (features); images of a folder or an
 # MVTec-AD layout under the global detector keep the sum they were measured with (synthetic inspection set)
-DEFAULT_COMBINE = {"images": "knn,hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak"}
+DEFAULT_COMBINE = {"images": "knn,hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak",
+                   # class images with their labels: the head's entropy and hknn (MNIST digits 9, 4, 7, 1 left out:
+                   # mean AUROC 0.962 against 0.954 for knn,hknn,latent,class; benchmarks/probes/cvae.py)
+                   "labels": "hknn,class"}
 # the detector registry (detectors/registry.py): global, one VAE of whole inputs (class datasets, tables);
 # local, a VAE of image patches with a memory bank of their normal codes, the default for folders of photos
 DETECTORS = CHOICES
@@ -65,9 +68,10 @@ class Config:
     # values were measured and not kept: local.build_patch_model's docstring, issue 21's note for MNIST)
     beta: float | None = None
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised (Kingma et al. 2016)
-    # opt-in: a classification head on the code learns the normal classes' labels with the VAE, and the score
-    # `class` (how unsure the head is which normal class an input is) joins the default sum (issue 21)
-    use_labels: bool = False
+    # a classification head learns the normal classes' labels with the VAE and the score `class` (how unsure the
+    # head is which normal class an input is) joins the default sum; None: wherever the normal data has two or
+    # more classes (mnist, fashion-mnist), since the user named them; False: the unsupervised detector
+    use_labels: bool | None = None
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: $OMP_NUM_THREADS, else the idle CPUs (runtime.py)
     precision: str = "auto"  # auto | float32 | bfloat16: auto is float32 today (runtime.AUTO_BF16 says why)
@@ -114,6 +118,11 @@ class Config:
         if self.arch == "auto":
             self.arch = ("mlp" if self.detector == "local" or self.input_kind != "images"
                          or (self.image_size or 28) < 16 else "conv")
+        if self.use_labels is None:
+            from .data.classes import parse_classes
+
+            self.use_labels = bool(self.input_kind == "images" and self.dataset in IDX_DATASETS
+                                   and self.detector == "global" and len(parse_classes(self.normal)) >= 2)
         if self.use_labels and self.dataset in LAYOUT_DATASETS:
             raise bad("use_labels", f"needs the normal data's classes, which --dataset {self.dataset} does not have; "
                       "use a class dataset (mnist, fashion-mnist) or AnomalyVAE(use_labels=True).fit(X, y)")
@@ -124,7 +133,10 @@ class Config:
             # inspection images: the map's maximum finds small defects that image-wide sums dilute
             # (synthetic inspection set: 0.78 without peak, 0.99 with it; benchmarks/combination.py)
             layout = self.detector == "global" and self.dataset in LAYOUT_DATASETS and self.input_kind == "images"
-            self.combine = DEFAULT_COMBINE["layout" if layout else self.input_kind] + (",class" if self.use_labels else "")
+            if self.use_labels and self.input_kind == "images":
+                self.combine = DEFAULT_COMBINE["labels"]
+            else:
+                self.combine = DEFAULT_COMBINE["layout" if layout else self.input_kind] + (",class" if self.use_labels else "")
         try:
             scores.check([self.score], self.input_kind, detector=self.detector, labels=self.use_labels)
             parts = scores.check(self.combine_parts(), self.input_kind, what="combine component",

@@ -113,10 +113,12 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         The KL term's weight (beta-VAE); None: 1, the plain ELBO.
     free_bits : float, default=0.0
         Nats of KL per latent dimension that are not penalised (Kingma et al. 2016).
-    use_labels : bool, default=False
-        Opt-in: `fit(X, y)` takes the normal samples' classes; a classification head on the code learns them
-        with the VAE, the score "class" (the head's entropy, nats; higher = more anomalous) exists and joins
-        the default "combined" sum, and `looks_like(X)` says which normal class each input resembles.
+    use_labels : bool or None, default=None
+        None: learn the normal classes when `fit(X, y)` is given a y with two or more classes; True: y is
+        required; False: y is ignored (the unsupervised detector). With labels a classification head on the
+        encoder's last hidden layer learns them with the VAE, the score "class" (the head's entropy, nats;
+        higher = more anomalous) exists and joins the default "combined" sum, and `looks_like(X)` says which
+        normal class each input resembles.
     val_fraction : float, default=0.1
         The share of X held out for early stopping, the score statistics and the threshold.
     anomaly_score : str, default="combined"
@@ -238,12 +240,13 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         """
         return cls(**{p: getattr(cfg, p) for p in CONFIG_PARAMS}, anomaly_score=cfg.score, random_state=cfg.seed)
 
-    def _config(self, kind: str, shape: tuple[int, ...], base: Config | None = None) -> Config:
+    def _config(self, kind: str, shape: tuple[int, ...], base: Config | None = None,
+                use_labels: bool = False) -> Config:
         seed = self.random_state
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             seed = int(check_random_state(seed).randint(2 ** 31 - 1))
         values = {p: getattr(self, p) for p in CONFIG_PARAMS}
-        values.update(input_kind=kind, seed=int(seed), score=self.anomaly_score)
+        values.update(input_kind=kind, seed=int(seed), score=self.anomaly_score, use_labels=use_labels)
         if kind == "images":
             values.update(image_size=shape[-1], channels=shape[0])
         else:
@@ -319,10 +322,12 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         if n < 2:
             raise InvalidInput(f"got {n} sample; AnomalyVAE needs n_samples >= 2 (one to train, one held out)")
         kind = "features" if data.ndim == 2 else "images"
-        cfg = self._config(kind, tuple(data.shape[1:]))
+        # use_labels None: labels when y names two or more classes (the user gave them)
+        labelled = self.use_labels if self.use_labels is not None else _has_classes(y)
+        cfg = self._config(kind, tuple(data.shape[1:]), use_labels=bool(labelled))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
         n_val = min(n - 1, max(1, int(round(n * cfg.val_fraction))))
-        labels = self._labels(y, n) if self.use_labels else torch.full((n,), -1, dtype=torch.int64)
+        labels = self._labels(y, n) if cfg.use_labels else torch.full((n,), -1, dtype=torch.int64)
         train, val = Split(data[order[n_val:]], labels[order[n_val:]]), Split(data[order[:n_val]], labels[order[:n_val]])
         result = self.fit_splits(cfg, train, val)
         if result.stopped_by:
@@ -530,11 +535,13 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         if not self.config_.use_labels:
             return None
+        from .detectors.scoring import encode_hidden
         from .vae.model import class_logits
 
-        mu = encode_mu(self.model_, self._read(X, reset=False))
+        hidden, mu = encode_hidden(self.model_, self._read(X, reset=False))
+        dev = self.model_.classes.device
         with torch.inference_mode():
-            picks = class_logits(self.model_, mu.to(self.model_.classes.device)).argmax(1)
+            picks = class_logits(self.model_, hidden.to(dev), mu.to(dev)).argmax(1)
         return self.model_.classes[picks].cpu().numpy()
 
     def score_samples(self, X) -> np.ndarray:
@@ -704,6 +711,16 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _has_classes(y) -> bool:
+    """use_labels=None: y names two or more non-negative integer classes (else it is ignored, as
+    scikit-learn's outlier detectors ignore y)."""
+    if y is None:
+        return False
+    arr = np.asarray(y)
+    return bool(arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer) and len(arr) and arr.min() >= 0
+                and len(np.unique(arr)) >= 2)
 
 
 def small_data_warnings(cfg: Config, n_train: int, n_val: int, det: "AnomalyVAE") -> list[str]:

@@ -233,10 +233,10 @@ def train(
     free_bits: Optional[float] = typer.Option(None, "--free-bits", metavar="X", help=_help(
         "Nats per latent dimension below which KL is not penalised (against posterior collapse).",
         Config.free_bits)),
-    use_labels: bool = _flag("--use-labels",
-        "Opt-in: also learn the normal classes' labels (class datasets) with a classification head on the code; "
-        "adds the score 'class' to the default sum, and the scored table says which normal class each input "
-        "looks like."),
+    use_labels: Optional[bool] = typer.Option(None, "--use-labels/--no-labels", help=_help(
+        "Learn the normal classes' labels with a classification head; adds the score 'class' to the default sum, "
+        "and the scored table says which normal class each input looks like. --no-labels: the unsupervised "
+        "detector.", "labels where the normal data has two or more classes (mnist, fashion-mnist)")),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help=_help(
         "Seeds the hold-out split, the weights and the batch order.", Config.seed)),
     fpr: Optional[float] = typer.Option(None, "--fpr", metavar="X", help=_help(
@@ -283,7 +283,7 @@ def train(
                                 channels=channels, image_size=image_size, detector=detector, resume=resume or None))
     given = dict(dataset=dataset, data_dir=data_dir, train_dir=train_dir, normal=normal, arch=arch,
                  channels=channels, image_size=image_size, detector=detector, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
-                 use_labels=use_labels or None, fpr=fpr, val_fraction=val_fraction, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
+                 use_labels=use_labels, fpr=fpr, val_fraction=val_fraction, score=score, limit=limit, device=device, tracking_uri=tracking_uri)
     cfg = resume_config(out, config, **given) if resume else make_config(config, **given)
     check_train_flags(cfg.dataset, normal, None)  # the dataset may come from --config
     if register and no_tracking:

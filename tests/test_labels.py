@@ -40,7 +40,10 @@ def test_the_head_learns_the_normal_classes_and_says_which_one_an_input_looks_li
 def test_class_is_the_heads_entropy_and_joins_the_default_sum(labelled, digits):
     det, _ = labelled
     _, _, xt, yt = digits
-    assert det.config_.combine_parts() == ["knn", "hknn", "latent", "class"]
+    from anomalyvae.config import DEFAULT_COMBINE
+
+    assert det.config_.combine_parts() == DEFAULT_COMBINE["labels"].split(",") and "class" in DEFAULT_COMBINE["labels"]
+    assert det.model_.head.in_features == det.model_.fc_mu.in_features  # the head reads the last hidden layer
     s = det.anomaly_scores(xt, which=["class", "combined"])
     assert np.all(s["class"] >= -1e-6) and np.all(s["class"] <= np.log(9) + 1e-5)  # an entropy over 9 classes
     assert s["class"][yt != 9].mean() < 0.75 * np.log(9)  # sure of the normal digits, not uniform over them
@@ -64,7 +67,7 @@ def test_labels_are_checked_in_one_line(digits):
     with pytest.raises(InvalidInput, match="non-negative integer"):
         AnomalyVAE(use_labels=True, epochs=1).fit(x[:50], -np.ones(50, dtype=int))
     with pytest.raises(AnomalyVAEError, match="--use-labels"):
-        make_config(score="class")
+        make_config(score="class", use_labels=False)
     with pytest.raises(AnomalyVAEError, match="use_labels.*does not have"):
         make_config(dataset="folder", train_dir=".", use_labels=True)
 
@@ -107,4 +110,19 @@ def test_a_labelled_model_is_named_so():
     from anomalyvae.tracking import lineage
 
     assert lineage.model_name(make_config(use_labels=True)) == "mnist-normal-0-8-conv-labels"
-    assert lineage.model_name(make_config()) == "mnist-normal-0-8-conv"
+    assert lineage.model_name(make_config(use_labels=False)) == "mnist-normal-0-8-conv"
+
+
+def test_labels_are_learnt_by_default_where_the_normal_data_has_classes():
+    assert make_config(normal="0-8").use_labels is True  # the user named nine normal classes
+    assert make_config(normal="3").use_labels is False  # one class: labels add nothing
+    assert make_config(normal="0-8", use_labels=False).use_labels is False  # --no-labels
+    assert make_config(dataset="folder", train_dir=".").use_labels is False  # photos have no classes
+
+
+def test_fit_learns_the_labels_when_y_names_classes_and_ignores_other_y(digits):
+    x, y, _, _ = digits
+    assert AnomalyVAE(epochs=1, random_state=0).fit(x[:300], y[:300]).config_.use_labels
+    assert not AnomalyVAE(epochs=1, random_state=0).fit(x[:300]).config_.use_labels
+    assert not AnomalyVAE(epochs=1, random_state=0).fit(x[:300], np.where(y[:300] > 4, 1, -1)).config_.use_labels
+    assert not AnomalyVAE(epochs=1, use_labels=False, random_state=0).fit(x[:300], y[:300]).config_.use_labels

@@ -182,7 +182,7 @@ def _iwae(p: Pass) -> torch.Tensor:
 
 def _class_entropy(p: Pass) -> torch.Tensor:
     """Entropy (nats) of the head's softmax over the normal classes: 0 for an input the head is sure of."""
-    log_p = torch.log_softmax(class_logits(p.model, p.mu), dim=1)
+    log_p = torch.log_softmax(class_logits(p.model, p.hidden, p.mu), dim=1)
     return -(log_p.exp() * log_p).sum(1)
 
 

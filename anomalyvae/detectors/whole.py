@@ -128,7 +128,14 @@ def calibrating(cfg: Config, train: Split, val: Split, extra: dict) -> str:
 def build(cfg: Config, shape: tuple[int, ...], tensors: dict[str, torch.Tensor]):
     """The untrained network of a saved model, for its weights to be loaded into."""
     classes = tensors.get("model.classes")
-    return build_model(cfg, shape, None if classes is None else classes.tolist())
+    head = tensors.get("model.head.weight")  # a head as wide as the code reads mu (models saved before)
+    on = "mu" if head is not None and head.shape[1] == cfg.latent_dim and head.shape[1] != hidden_width(cfg) else "hidden"
+    return build_model(cfg, shape, None if classes is None else classes.tolist(), head_on=on)
+
+
+def hidden_width(cfg: Config) -> int:
+    """The encoder's last hidden layer's width (what hknn and the classification head read)."""
+    return cfg.hidden if cfg.arch == "mlp" or cfg.input_kind == "features" else cfg.conv_hidden
 
 
 def state_from_saved(tensors: dict[str, torch.Tensor], meta: dict) -> WholeState:

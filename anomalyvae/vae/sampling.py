@@ -21,7 +21,7 @@ DRAWS_PER_SAMPLE = 64  # prior draws per requested sample of one class: the head
 @torch.inference_mode()
 def prior_samples(det, n: int = 64, seed: int = SEED, label: int | None = None) -> torch.Tensor:
     """n decoded prior samples as float images (n, C, H, W) in [0, 1] (patches for the local detector); with
-    `label`, the n draws the classification head is surest show that normal class."""
+    `label`, the n draws whose decoded images the classification head is surest show that normal class."""
     from ..errors import InvalidInput
     from .model import class_logits
 
@@ -37,7 +37,8 @@ def prior_samples(det, n: int = 64, seed: int = SEED, label: int | None = None) 
         if label not in classes:
             raise InvalidInput(f"--class {label} is not one of the model's normal classes: "
                                f"{', '.join(map(str, classes))}")
-        sure = torch.log_softmax(class_logits(model, z), dim=1)[:, classes.index(label)]
+        seen = model.mean(model.decode(z))  # what each draw decodes to, as the head reads it: through the encoder
+        sure = torch.log_softmax(class_logits(model, model.hidden(seen), z), dim=1)[:, classes.index(label)]
         z = z[sure.topk(n).indices]
     return model.mean(model.decode(z)).float().clamp(0, 1).cpu()
 
