@@ -233,7 +233,7 @@ def train(
     free_bits: Optional[float] = typer.Option(None, "--free-bits", metavar="X", help=_help(
         "Nats per latent dimension below which KL is not penalised (against posterior collapse).",
         Config.free_bits)),
-    use_labels: Optional[bool] = typer.Option(None, "--use-labels/--no-labels", help=_help(
+    use_labels: Optional[bool] = typer.Option(None, "--use-labels/--no-labels", metavar="", help=_help(
         "Learn the normal classes' labels with a classification head; adds the score 'class' to the default sum, "
         "and the scored table says which normal class each input looks like. --no-labels: the unsupervised "
         "detector.", "labels where the normal data has two or more classes (mnist, fashion-mnist)")),
