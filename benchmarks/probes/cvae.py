@@ -10,7 +10,11 @@ more anomalous), each computed under the normal class that explains the input be
   elbo_lse    -logsumexp_y(-negELBO_y + log p(y)), p(y) the training class frequencies: a bound on -log p(x)
   knn_mu      cosine kNN (k=5) distance of mu(x, y*) to the normal training codes of class y* (y* = argmin ELBO)
   knn_mu_all  the same against every class's codes
-  hknn        cosine kNN on the encoder's last hidden layer (the conv trunk, before y enters)
+  hknn        cosine kNN on the encoder's last hidden layer h (the conv trunk, before y enters)
+  hknn_cls    the same against the training images of class y* only
+  maha_h      min over classes of the Mahalanobis distance of h to the class mean, one shared covariance
+              (Lee et al. 2018)
+  knn_mu_head, hknn_head   knn_mu and hknn against the codes of the head's class (with --head)
   head        entropy of a linear class head on that hidden layer (only with --head W > 0: the head's
               cross-entropy, weight W, is trained with the ELBO, as the library's --use-labels head on mu)
   pixel_knn   cosine kNN (k=5) on raw pixels (the baseline, in the same run)
@@ -68,9 +72,10 @@ def load(ds: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 class CVAE(nn.Module):
     """The library's conv VAE with the one-hot class y concatenated to the conv features and to z."""
 
-    def __init__(self, n_classes: int, width: int = 16, latent: int = 16, hidden: int = 256, head: bool = False):
+    def __init__(self, n_classes: int, width: int = 16, latent: int = 16, hidden: int = 256, head: bool = False,
+                 conditional: bool = True):
         super().__init__()
-        self.k = n_classes
+        self.k, self.cond = n_classes, float(conditional)  # conditional=False: y is fed as zeros (a plain VAE)
         self.conv = nn.Sequential(nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2, 1),
                                   nn.ReLU(), nn.Flatten(), nn.Linear(2 * width * 49, hidden), nn.ReLU())
         self.fc_mu = nn.Linear(hidden + n_classes, latent)
@@ -82,11 +87,11 @@ class CVAE(nn.Module):
         self.head = nn.Linear(hidden, n_classes) if head else None
 
     def encode(self, h: torch.Tensor, y1: torch.Tensor):
-        hy = torch.cat([h, y1], 1)
+        hy = torch.cat([h, y1 * self.cond], 1)
         return self.fc_mu(hy), self.fc_logvar(hy)
 
     def decode(self, z: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
-        return self.dec(self.fc_dec(torch.cat([z, y1], 1)).view(-1, 2 * self.width, 7, 7))
+        return self.dec(self.fc_dec(torch.cat([z, y1 * self.cond], 1)).view(-1, 2 * self.width, 7, 7))
 
 
 def kl(mu, logvar):
@@ -123,7 +128,7 @@ def train(model: CVAE, x: torch.Tensor, yi: torch.Tensor, head_w: float, seed: i
 
 
 @torch.inference_mode()
-def per_class(model: CVAE, x: torch.Tensor, classes: list[int] | None = None, bs: int = 1000):
+def per_class(model: CVAE, x: torch.Tensor, classes: int | None = None, bs: int = 1000, decode: bool = True):
     """h (N, H), and per class y: recon NLL (N, K), KL (N, K), mu (N, K, d), under z = mu (deterministic).
     `classes`: a (N, m) index tensor of the classes to decode per input (None: all); others are +inf."""
     hs, recs, kls, mus, heads = [], [], [], [], []
@@ -139,7 +144,9 @@ def per_class(model: CVAE, x: torch.Tensor, classes: list[int] | None = None, bs
         if model.head is not None:
             lg = model.head(h)
             heads.append(lg)
-        if classes is None:
+        if not decode:
+            rec = klk
+        elif classes is None:
             rec = bce(model.decode(mu, y1), xb.repeat_interleave(model.k, 0)).view(n, model.k)
         else:
             if model.head is not None:
@@ -168,6 +175,21 @@ def cos_knn(q: torch.Tensor, bank: torch.Tensor, k: int = 5, q_lab=None, bank_la
     return torch.cat(out)
 
 
+def fit_maha(feat: torch.Tensor, y: torch.Tensor, k: int) -> dict:
+    """Class means and one shared covariance (Lee et al. 2018, 'A simple unified framework for detecting OOD')."""
+    feat = feat.double()
+    means = torch.stack([feat[y == j].mean(0) for j in range(k)])
+    centred = feat - means[y]
+    cov = centred.T @ centred / len(feat) + 1e-6 * torch.eye(feat.shape[1], dtype=torch.float64)
+    return {"means": means, "prec": torch.linalg.inv(cov)}
+
+
+def maha_min(feat: torch.Tensor, m: dict) -> torch.Tensor:
+    """min over classes of the Mahalanobis distance^2 to the class mean (shared covariance)."""
+    d = feat.double()[:, None, :] - m["means"][None]  # (N, K, D)
+    return ((d @ m["prec"]) * d).sum(-1).min(1).values
+
+
 def scores_of(model: CVAE, x: torch.Tensor, bank: dict, log_prior: torch.Tensor) -> dict[str, np.ndarray]:
     r = per_class(model, x)
     nelbo = r["rec"] + r["kl"]
@@ -180,11 +202,31 @@ def scores_of(model: CVAE, x: torch.Tensor, bank: dict, log_prior: torch.Tensor)
         "knn_mu": cos_knn(mu_best, bank["mu"], q_lab=best, bank_lab=bank["y"]),
         "knn_mu_all": cos_knn(mu_best, bank["mu"]),
         "hknn": cos_knn(r["h"], bank["h"]),
+        "hknn_cls": cos_knn(r["h"], bank["h"], q_lab=best, bank_lab=bank["y"]),
+        "maha_h": maha_min(r["h"], bank["maha_h"]),
     }
     if "logits" in r:
         p = r["logits"].softmax(1)
         s["head"] = -(p * p.clamp_min(1e-12).log()).sum(1)
+        yh = p.argmax(1)  # the head's class: the codes of that class alone
+        s["knn_mu_head"] = cos_knn(r["mu"][torch.arange(len(x)), yh], bank["mu"], q_lab=yh, bank_lab=bank["y"])
+        s["hknn_head"] = cos_knn(r["h"], bank["h"], q_lab=yh, bank_lab=bank["y"])
     return {k: v.double().numpy() for k, v in s.items()}
+
+
+@torch.inference_mode()
+def head_scores(model: CVAE, x: torch.Tensor, bank: dict, bs: int = 1000) -> dict[str, torch.Tensor]:
+    """The decoder-free path: trunk, head entropy, mu under the head's class and its kNN, Mahalanobis on h."""
+    out = {"head": [], "knn_mu_head": [], "maha_h": []}
+    for i in range(0, len(x), bs):
+        h = model.conv(x[i:i + bs].float().div_(255).unsqueeze(1))
+        p = model.head(h).softmax(1)
+        yh = p.argmax(1)
+        mu, _ = model.encode(h, F.one_hot(yh, model.k).float())
+        out["head"].append(-(p * p.clamp_min(1e-12).log()).sum(1))
+        out["knn_mu_head"].append(cos_knn(mu, bank["mu"], q_lab=yh, bank_lab=bank["y"]))
+        out["maha_h"].append(maha_min(h, bank["maha_h"]))
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 def throughput(fn, n: int, reps: int = 2) -> float:
@@ -207,6 +249,8 @@ def main():
     ap.add_argument("--head", type=float, default=0.0, help="cross-entropy weight of a class head on h (0: none)")
     ap.add_argument("--library", action="store_true", help="also fit anomalyvae.AnomalyVAE(use_labels=True)")
     ap.add_argument("--no-pixel", action="store_true")
+    ap.add_argument("--no-speed", action="store_true", help="skip the throughput measurements")
+    ap.add_argument("--plain", action="store_true", help="y fed as zeros: the same network unconditioned")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: this many training images, 1 epoch")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -219,7 +263,7 @@ def main():
     f = out.open("a", newline="")
     w = csv.writer(f)
     if new:
-        w.writerow(["dataset", "anomaly", "seed", "head_w", "score", "auroc", "recall_at_5pct_fpr", "train_s", "images_per_s"])
+        w.writerow(["dataset", "anomaly", "seed", "head_w", "conditional", "score", "auroc", "recall_at_5pct_fpr", "train_s", "images_per_s"])
     for c in [int(d) for d in a.digits.split(",")]:
         print(f"anomaly class {c}", flush=True)
         g = torch.Generator().manual_seed(a.seed)
@@ -240,18 +284,19 @@ def main():
             au = roc_auc_score(lab, st)
             rc = recall_at(sv, st[lab])
             rows.append((name, au, rc))
-            w.writerow([a.dataset, c, a.seed, a.head, name, f"{au:.4f}", f"{rc:.4f}", train_s,
+            w.writerow([a.dataset, c, a.seed, a.head, int(not a.plain), name, f"{au:.4f}", f"{rc:.4f}", train_s,
                         f"{ips:.0f}" if ips != "" else ""])
             f.flush()
             print(f"  {name:32s} auroc {au:.4f} recall@5% {rc:.3f} {train_s} {ips if ips == '' else round(ips)}", flush=True)
 
         torch.manual_seed(a.seed)
-        model = CVAE(len(classes), head=a.head > 0)
+        model = CVAE(len(classes), head=a.head > 0, conditional=not a.plain)
         train_s = train(model, xtr, yi, a.head, a.seed, 1 if a.limit else None)
         model.eval()
         with torch.inference_mode():
-            rb = per_class(model, xtr)
+            rb = per_class(model, xtr, decode=False)  # the bank needs mu and h only
             bank = {"mu": rb["mu"][torch.arange(len(xtr)), yi], "y": yi, "h": rb["h"]}
+            bank["maha_h"] = fit_maha(rb["h"], yi, len(classes))
         log_prior = torch.log(torch.bincount(yi, minlength=len(classes)).double() / len(yi)).float()
         sv, st = scores_of(model, xval, bank, log_prior), scores_of(model, xte, bank, log_prior)
         # throughput on the test images, same model, same thread count
@@ -265,18 +310,24 @@ def main():
                 mu, _ = model.encode(model.conv(xb), y1)
                 bce(model.decode(mu, y1), xb)
 
-        ips = {"recon_1class": throughput(plain_recon, len(x1)),
+        ips = {} if a.no_speed else {"recon_1class": throughput(plain_recon, len(x1)),
                "elbo_min": throughput(lambda: per_class(model, x1), len(x1)),
                "elbo_top2": throughput(lambda: per_class(model, x1, classes=2), len(x1))}
-        ips["elbo_min+knn_mu"] = throughput(lambda: scores_of(model, x1, bank, log_prior), len(x1), reps=1)
+        if not a.no_speed:
+            ips["elbo_min+knn_mu"] = throughput(lambda: scores_of(model, x1, bank, log_prior), len(x1), reps=1)
+            if model.head is not None:
+                ips["head+knn_mu_head+maha_h"] = throughput(lambda: head_scores(model, x1, bank), len(x1))
         print(f"  throughput {ips}", flush=True)
         # top-2 decoding: AUROC of elbo_min when only two classes are decoded
         r2v, r2t = per_class(model, xval, classes=2), per_class(model, xte, classes=2)
         e2v, e2t = (r2v["rec"] + r2v["kl"]).min(1).values.double().numpy(), (r2t["rec"] + r2t["kl"]).min(1).values.double().numpy()
         for name in sv:
             emit(name, sv[name], st[name], f"{train_s:.0f}", ips.get(name, ""))
-        emit("elbo_top2", e2v, e2t, f"{train_s:.0f}", ips["elbo_top2"])
-        w.writerow([a.dataset, c, a.seed, a.head, "recon_1class(throughput only)", "", "", "", f"{ips['recon_1class']:.0f}"])
+        emit("elbo_top2", e2v, e2t, f"{train_s:.0f}", ips.get("elbo_top2", ""))
+        if "head+knn_mu_head+maha_h" in ips:
+            w.writerow([a.dataset, c, a.seed, a.head, int(not a.plain), "head+knn_mu_head+maha_h(throughput only)", "", "", "", f"{ips['head+knn_mu_head+maha_h']:.0f}"])
+        if ips:
+            w.writerow([a.dataset, c, a.seed, a.head, int(not a.plain), "recon_1class(throughput only)", "", "", "", f"{ips['recon_1class']:.0f}"])
         if not a.no_pixel:
             t0 = time.perf_counter()
             px_bank = xtr.flatten(1).float()
