@@ -1,4 +1,4 @@
-"""Probe (issue 28): the seeds' conditional VAE, q(z|x, y) and p(x|z, y), as a labelled anomaly detector on MNIST.
+"""Probe: a conditional VAE, q(z|x, y) and p(x|z, y), as a labelled anomaly detector on MNIST.
 
 What it measures, per held-out digit c (normal = the other nine, trained with their labels; 10 % of the normal
 training images held out for calibration, never an anomaly): test AUROC of digit c against the normal test
@@ -33,9 +33,9 @@ batch 128, auto_epochs (about 2,300 steps), one thread.
 
 Reproduce (each writes/extends its csv and rewrites the md beside it):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probes/cvae.py --digits 9 --head 10 --library \
-        --out benchmarks/results/probes/cvae-digit9.csv
+        --out benchmarks/results/cvae-digit9.csv
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probes/cvae.py --digits 9,4,7,1 --head 10 \
-        --out benchmarks/results/probes/cvae-loo.csv
+        --out benchmarks/results/cvae-loo.csv
 """
 from __future__ import annotations
 
@@ -258,7 +258,7 @@ def summarise(paths: list[str], md: str) -> None:
     rows = [r for p in paths for r in csv.DictReader(open(p)) if r["auroc"]]
     for r in rows:
         r["key"] = (r["dataset"], r["conditional"], r["head_w"])
-    lines = [f"# CVAE probe (issue 28): test AUROC (recall at 5 % FPR on held-out normal), `{' '.join(sys.argv)}`", ""]
+    lines = [f"# CVAE probe: test AUROC (recall at 5 % FPR on held-out normal), `{' '.join(sys.argv)}`", ""]
     for key in dict.fromkeys(r["key"] for r in rows):
         sub = [r for r in rows if r["key"] == key]
         digits = list(dict.fromkeys(r["anomaly"] for r in sub))
