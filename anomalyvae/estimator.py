@@ -99,8 +99,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     latent_dim : int or None, default=None
         Dimensions of the code z; None: 20 for an MLP on images (pytorch/examples' 784-400-20), 16 for conv, 8 for
         feature vectors.
-    hidden : int, default=400
-        The MLP's hidden width.
+    hidden : int or None, default=None
+        The MLP's hidden width; None: 400, 100 for series windows.
     width : int, default=16
         The conv model's channels in its first layer, doubled at each stride-2 step.
     conv_hidden : int, default=256
@@ -192,7 +192,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     def __init__(self, *, input_kind="auto", detector=Config.detector, window=Config.window, causal=Config.causal,
                  scales=Config.scales,
-                 bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=Config.hidden,
+                 bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=None,
                  width=Config.width, conv_hidden=Config.conv_hidden, image_size=None, channels=None, epochs=None,
                  batch_size=Config.batch_size, lr=Config.lr, patience=Config.patience,
                  kl_warmup_epochs=Config.kl_warmup_epochs, beta=None, free_bits=Config.free_bits, use_labels=Config.use_labels, val_fraction=Config.val_fraction, anomaly_score=Config.score,

@@ -20,7 +20,7 @@
 - Calibration: the last val_fraction of the series (in time order, never shuffled across the split) is held
   out; its points' scores (from windows that may reach back into the training part: past data) set the
   threshold, as held-out normal images do.
-Scores are computed in float64, in chunks of windows, so a point's score never depends on the chunking.
+Scores are computed in chunks of windows (memory flat in the series' length), accumulated in float64.
 """
 
 from __future__ import annotations
@@ -184,23 +184,24 @@ def _per_point(values: torch.Tensor, t: int, w: int, causal: bool, start: int, a
 def point_scores(model, raw: torch.Tensor, state: SeriesState, cfg: Config, which) -> dict[str, torch.Tensor]:
     """The series' scores per timestamp as float64 tensors, and "channels": recon per point and channel (T, D).
 
-    The network runs in float64 (a copy of the model): small MLPs cost little, and a point's score then does not
-    depend on what it was scored beside (causal scores do not move when the future changes)."""
+    Causal recon decodes only each window's last point (the decoder's last D outputs)."""
     parts = set(which) | (set(cfg.combine_parts()) if "combined" in which else set())
     if not cfg.causal:
         check_length(cfg, len(raw))
-    model = model.double().eval() if next(model.parameters()).dtype != torch.float64 else model.eval()
+    model.eval()
     x = raw.detach().to(torch.float64).cpu()
     t, d, w = x.shape[0], x.shape[1], cfg.window
     rec, rec_n = torch.zeros(t, d, dtype=torch.float64), torch.zeros(t, d, dtype=torch.float64)
     knn, knn_n = torch.zeros(t, dtype=torch.float64), torch.zeros(t, dtype=torch.float64)
-    dev = next(model.parameters()).device
     for start, win in zip(range(0, t, CHUNK), _chunks(windows(x, w, cfg.causal))):
-        xs = model.prepare(win)
+        xs = model.prepare(win)  # in the model's dtype (float32: each window's row of a product is its own)
         mu, _ = model.encode(xs)
         if "recon" in parts:
-            terms = model.nll_terms(model.decode(mu), xs).cpu()
-            _per_point(terms, t, w, cfg.causal, start, rec, rec_n)
+            if cfg.causal:  # the window's last point alone: decode only its D outputs
+                terms = last_point_nll(model, mu, xs[:, -1]).cpu()
+            else:
+                terms = model.nll_terms(model.decode(mu), xs).cpu()
+            _per_point(terms.double(), t, w, cfg.causal, start, rec, rec_n)
         if "knn" in parts:
             dist = state.knn_index(cfg.knn_k).mean_distance(mu.float().to(state.codes.device)).double().cpu()
             _per_point(dist, t, w, cfg.causal, start, knn, knn_n)
@@ -215,8 +216,18 @@ def point_scores(model, raw: torch.Tensor, state: SeriesState, cfg: Config, whic
     if "combined" in which:
         st = state
         out["combined"] = sum((out[c] - st.mean[c]) / st.std[c] for c in cfg.combine_parts())
-    del dev
     return out
+
+
+def last_point_nll(model: WindowVAE, mu: torch.Tensor, x_last: torch.Tensor) -> torch.Tensor:
+    """(n, D) -log p(x | z = mu) of each window's last point: the decoder's last D outputs only."""
+    d = x_last.shape[1]
+    h = F.relu(model.fc3(mu))
+    out = F.linear(h, model.fc4.weight[-d:], model.fc4.bias[-d:])
+    log_scale = model.log_scale[-1].clamp(-5.0, 5.0)
+    terms = 0.5 * ((torch.nan_to_num(x_last) - out) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * math.log(
+        2 * math.pi)
+    return torch.where(torch.isnan(x_last), torch.zeros_like(terms), terms)
 
 
 def score_batch(model, raw: torch.Tensor, state: SeriesState, cfg: Config, which, precision: str = "float32"):
@@ -230,9 +241,6 @@ def score_inputs(model, raw: torch.Tensor, state: SeriesState, cfg: Config, whic
                  batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Scores of a series per timestamp as float64 numpy arrays (what AnomalyVAE.anomaly_scores computes)."""
     check_computable(which, state, cfg)
-    import copy
-
-    model = copy.deepcopy(model).double()
     state = state.to(torch.device("cpu"), torch.float32)
     return {k: v.numpy() for k, v in score_batch(model, raw, state, cfg, which).items()}
 

@@ -58,10 +58,7 @@ def score_series(det, s: Series) -> pd.DataFrame:
 
     which = list(det.default_scores())
     data = det._read(s.values, reset=False)
-    import copy
-
-    model = copy.deepcopy(det.model_).double()
-    scores = point_scores(model, data, det.state_.to(torch.device("cpu")), det.config_, which + ["recon"])
+    scores = point_scores(det.model_, data, det.state_.to(torch.device("cpu")), det.config_, which + ["recon"])
     out = pd.DataFrame({"time": s.time})
     for k in which:
         out[k] = scores[k].numpy()
