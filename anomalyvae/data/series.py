@@ -59,7 +59,8 @@ def find_time_column(frame: pd.DataFrame, name: str | None = None) -> str:
             return c
     for c in frame.columns:
         col = frame[c]
-        if col.dtype == object and pd.to_datetime(col, errors="coerce", format="mixed").notna().all():
+        text = col.dtype == object or pd.api.types.is_string_dtype(col)
+        if text and pd.to_datetime(col, errors="coerce", format="mixed").notna().all():
             return c
     raise InvalidInput("no time column found (a column of dates and times, or one named timestamp or time); "
                        "name it with --time-column")
@@ -86,7 +87,8 @@ def channel_values(frame: pd.DataFrame, channels: list[str]) -> np.ndarray:
     out = np.empty((len(frame), len(channels)))
     for j, c in enumerate(channels):
         col = frame[c]
-        if pd.api.types.is_bool_dtype(col) or not (pd.api.types.is_numeric_dtype(col) or col.dtype == object):
+        if pd.api.types.is_bool_dtype(col) or not (pd.api.types.is_numeric_dtype(col) or col.dtype == object
+                                                   or pd.api.types.is_string_dtype(col)):
             raise InvalidInput(f"column {c!r} is {col.dtype}, not numbers; leave it out with --exclude-columns {c}")
         values = pd.to_numeric(col, errors="coerce")
         text = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
