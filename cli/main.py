@@ -601,7 +601,7 @@ def _evaluate_series(model, series, label_column, labels, out, metrics_out, devi
 def score(
     paths: list[Path] = typer.Argument(..., metavar="PATH", help=escape(
         "Image files and/or folders (searched recursively), or one table (.csv, .parquet) for a model trained "
-        "with --table.")),
+        "with --table or --series.")),
     model: Optional[str] = ModelOpt,
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", metavar="FILE", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", metavar="N", help="Rows shown on screen (the most anomalous)."),
@@ -615,7 +615,8 @@ def score(
     debug: bool = DebugOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error); or in the rows
-    of a table: a CSV (row, score, is_anomaly, top_features: the features with the largest shares of the score)."""
+    of a table: a CSV (row, score, is_anomaly, top_features: the features with the largest shares of the score);
+    or in a series, with a model trained with --series: a CSV (time, scores, is_anomaly, channel)."""
     from anomalyvae.data.preflight import check_model, check_paths
 
     _set_debug(debug)
