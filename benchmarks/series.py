@@ -219,12 +219,17 @@ def main() -> None:
         constant = np.ptp(x[:n_prob]) == 0
         for name, fn in detectors.items():
             t0 = time.perf_counter()
+            failed = None
             if constant:  # nothing to learn from (art_flatline): no detection
                 s = np.zeros(len(x))
             elif name == "vae recon":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    both = vae(w)(x, n_fit, n_prob)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        both = vae(w)(x, n_fit, n_prob)
+                except Exception as e:  # reported in nab.csv, scored as no detection
+                    failed = f"{type(e).__name__}: {e}"
+                    both = {k: np.zeros(len(x)) for k in ("recon", "knn", "combined")}
                 s, out["vae knn"], out["vae combined"] = both["recon"], both["knn"], both["combined"]
             elif name in out:
                 s = out[name]
@@ -232,7 +237,7 @@ def main() -> None:
                 s = fn(x, n_fit, n_prob)
             seconds[name] += time.perf_counter() - t0
             s = np.nan_to_num(np.asarray(s, np.float64), nan=-np.inf)
-            thr, med = (1.0, 0.0) if constant else calibrate_on(s, n_fit, n_prob)
+            thr, med = (1.0, 0.0) if constant or failed else calibrate_on(s, n_fit, n_prob)
             r = (s - med) / (thr - med) if thr > med else s - thr + 1.0
             ratios[name].append(r)
             from sklearn.metrics import roc_auc_score
@@ -244,7 +249,7 @@ def main() -> None:
             pa = point_adjusted_f1(f.labels[sc], flagged[sc]) if y.any() else np.nan
             rows.append({"file": f.name, "detector": name, "points": len(x), "windows": f.n_windows,
                          "auroc": auroc, "pa_f1": pa, "nab_cal_raw": f.raw_score(onsets(flagged)),
-                         "flags_cal": int(onsets(flagged)[sc].sum())})
+                         "flags_cal": int(onsets(flagged)[sc].sum()), "failed": failed or ""})
         print(f"{f.name:60s} {len(x):6d} pts  " + "  ".join(
             f"{r['detector']}={r['auroc']:.3f}" for r in rows[-len(detectors):]), flush=True)
     total_seconds = time.perf_counter() - t_all
