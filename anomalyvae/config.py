@@ -57,8 +57,8 @@ class Config:
     # benchmarks/tabular.py's split, seed 0) and for feature vectors
     arch: str = "auto"
     latent_dim: int | None = None  # None: 20 for mlp images (the seeds' 784-400-20), 16 for conv, 8 for features
-    # MLP hidden width; None: 400 (the seeds' 784-400-20), 100 for series windows (Donut's width; 400 scored
-    # 4x slower for no better NAB AUROC: benchmarks/series.py)
+    # MLP hidden width; None: 400 (the seeds' 784-400-20), 100 for series windows (Donut's width, a quarter of
+    # the multiplications of 400; the two were not compared on NAB)
     hidden: int | None = None
     width: int = 16  # conv model: channels of the first layer, doubled at each stride-2 step
     conv_hidden: int = 256  # conv model: the dense layer between convolutions and latent code
