@@ -16,14 +16,15 @@ DATASETS = ("mnist", "fashion-mnist", "mvtec", "folder")  # mvtec and folder: la
 IDX_DATASETS = ("mnist", "fashion-mnist")  # the labelled ones, with classes and a test split of their own
 MAX_IMAGE_SIZE = 1024  # 300 RGB training images of 1024 px already hold 0.9 GB in memory
 ARCHS = ("auto", "conv", "mlp")  # auto: conv for images of side >= 16, else mlp
-INPUT_KINDS = ("images", "features")
+INPUT_KINDS = ("images", "features", "series")  # series: data/series.py, detectors/series.py
 PRECISIONS = ("auto", "float32", "bfloat16")
 # measured: benchmarks/detection.py (class images), benchmarks/tabular.py (features); images of a folder or an
 # MVTec-AD layout under the global detector keep the sum they were measured with (synthetic inspection set)
 DEFAULT_COMBINE = {"images": "knn,hknn,latent", "features": "xknn", "layout": "blur,knn,latent,peak",
                    # class images with their labels: the head's entropy and hknn (MNIST digits 9, 4, 7, 1 left out:
                    # mean AUROC 0.962 against 0.954 for knn,hknn,latent,class; benchmarks/probes/cvae.py)
-                   "labels": "hknn,class"}
+                   "labels": "hknn,class",
+                   "series": "recon,knn"}
 # the detector registry (detectors/registry.py): global, one VAE of whole inputs (class datasets, tables);
 # local, a VAE of image patches with a memory bank of their normal codes, the default for folders of photos
 DETECTORS = CHOICES
@@ -45,7 +46,11 @@ class Config:
     limit: int | None = None  # use at most this many training images (quick runs, tests)
     image_size: int | None = None  # None: 28 for class datasets, from the images for folders (AUTO_IMAGE_CAP)
     channels: int | None = None  # image channels, 1 (grey) or 3 (RGB); None: decided from the training data
-    input_kind: str = "images"  # images | features (feature vectors: standardised, Gaussian likelihood)
+    input_kind: str = "images"  # images | features (feature vectors: standardised, Gaussian likelihood) | series
+    # series (detectors/series.py): points per sliding window, and causal scoring (each point from the window
+    # that ends at it: past data only, NAB's streaming protocol)
+    window: int = 64
+    causal: bool = False
     # model
     detector: str = "auto"  # auto | global | local: auto is local for mvtec / folder images, else global
     scales: int = 3  # local detector: pyramid scales (1, 1/2, 1/4 ...) whose patches it learns and searches
@@ -55,7 +60,9 @@ class Config:
     # benchmarks/tabular.py's split, seed 0) and for feature vectors
     arch: str = "auto"
     latent_dim: int | None = None  # None: 20 for mlp images (the seeds' 784-400-20), 16 for conv, 8 for features
-    hidden: int = 400  # MLP hidden width (the seeds' 784-400-20 uses 400)
+    # MLP hidden width; None: 400 (the seeds' 784-400-20), 100 for series windows (Donut's width, a quarter of
+    # the multiplications of 400; the two were not compared on NAB)
+    hidden: int | None = None
     width: int = 16  # conv model: channels of the first layer, doubled at each stride-2 step
     conv_hidden: int = 256  # conv model: the dense layer between convolutions and latent code
     # training
@@ -100,10 +107,12 @@ class Config:
             raise bad("input_kind", f"is {self.input_kind!r}; choose one of {', '.join(INPUT_KINDS)}")
         if self.arch not in ARCHS:
             raise bad("arch", f"is {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.input_kind == "features" and self.arch == "conv":
-            raise bad("arch", "is 'conv' but feature vectors have no pixel grid; use 'mlp' (or 'auto')")
+        if self.input_kind in ("features", "series") and self.arch == "conv":
+            raise bad("arch", f"is 'conv' but {self.input_kind} have no pixel grid; use 'mlp' (or 'auto')")
         if self.detector not in DETECTORS:
             raise bad("detector", f"is {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        if self.detector == "auto" and self.input_kind == "series":
+            self.detector = next(d.name for d in REGISTRY if d.inputs == "series")
         if self.detector == "auto":
             self.detector = "local" if self.input_kind == "images" and self.dataset in LAYOUT_DATASETS else "global"
         if not any(d.name == self.detector and d.inputs == self.input_kind for d in REGISTRY):
@@ -111,10 +120,12 @@ class Config:
             raise bad("detector", f"is {self.detector!r}, which does not read {self.input_kind}; use {' or '.join(ok)}")
         if self.bank_subsampling not in SUBSAMPLINGS:
             raise bad("bank_subsampling", f"is {self.bank_subsampling!r}; choose one of {', '.join(SUBSAMPLINGS)}")
-        if self.image_size is None and (self.dataset not in LAYOUT_DATASETS or self.input_kind == "features"):
+        if self.image_size is None and (self.dataset not in LAYOUT_DATASETS or self.input_kind != "images"):
             self.image_size = 28
         if self.detector == "local" and self.score == "combined":
             self.score = "local"
+        if self.input_kind == "series" and self.score == "combined":
+            self.score = "recon"  # measured on NAB: benchmarks/series.py
         if self.arch == "auto":
             self.arch = ("mlp" if self.detector == "local" or self.input_kind != "images"
                          or (self.image_size or 28) < 16 else "conv")
@@ -140,6 +151,7 @@ class Config:
         try:
             scores.check([self.score], self.input_kind, detector=self.detector, labels=self.use_labels)
             parts = scores.check(self.combine_parts(), self.input_kind, what="combine component",
+                                 detector=self.detector if self.input_kind == "series" else "global",
                                  labels=self.use_labels)
         except AnomalyVAEError as e:
             ok = scores.available(self.input_kind, self.detector, self.use_labels)
@@ -166,10 +178,12 @@ class Config:
             raise bad("val_fraction", f"is {self.val_fraction}; it must lie strictly between 0 and 1")
         if not 0.0 < self.fpr < 1.0:
             raise bad("fpr", f"is {self.fpr}; it must lie strictly between 0 and 1 (e.g. 0.05)")
+        if self.hidden is None:
+            self.hidden = 100 if self.input_kind == "series" else 400
         if self.latent_dim is None:
-            self.latent_dim = 8 if self.input_kind == "features" else 20 if self.arch == "mlp" else 16
+            self.latent_dim = 8 if self.input_kind != "images" else 20 if self.arch == "mlp" else 16
         for name in ("batch_size", "latent_dim", "hidden", "width", "iwae_samples", "scales", "bank_size",
-                     "latent_components", "knn_k", "conv_hidden"):
+                     "latent_components", "knn_k", "conv_hidden", "window"):
             if getattr(self, name) < 1:
                 raise bad(name, f"is {getattr(self, name)}; it must be at least 1")
         if self.image_size is not None and self.image_size < 1:

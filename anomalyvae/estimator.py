@@ -39,7 +39,7 @@ from .scores import SCORES, available
 
 # the estimator's hyper-parameters that are Config fields of the same name (defaults are Config's), and the
 # two that are not: scikit-learn calls any attribute named `score`, and random_state is its name for a seed
-CONFIG_PARAMS = ("input_kind", "detector", "scales", "bank_size", "bank_subsampling", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
+CONFIG_PARAMS = ("input_kind", "detector", "window", "causal", "scales", "bank_size", "bank_subsampling", "arch", "latent_dim", "hidden", "width", "conv_hidden", "image_size", "channels",
                  "epochs", "batch_size", "lr", "patience", "kl_warmup_epochs", "beta", "free_bits", "use_labels", "val_fraction", "combine",
                  "knn_k", "latent_components", "iwae_samples", "fpr", "contamination", "device", "threads",
                  "precision")
@@ -53,6 +53,9 @@ PREPROCESSING = {
                 "(x - mean) / scale with the training data's mean and standard deviation, the scale floored at "
                 "the median of the features' standard deviations (so a near-constant feature, such as an 8x8 "
                 "digit's border pixel, cannot outweigh the others: benchmarks/tabular.py)",
+    "series": "(T, D): T timestamps on a regular grid, D channels, NaN for a missing point (masked, never imputed); "
+              "each channel (x - median) / (IQR / 1.349) of the training part; windows of `window` points "
+              "(detectors/series.py)",
 }
 
 
@@ -70,8 +73,16 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
 
     Parameters
     ----------
-    input_kind : {"auto", "images", "features"}, default="auto"
-        How X is read (anomalyvae/data/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images.
+    input_kind : {"auto", "images", "features", "series"}, default="auto"
+        How X is read (anomalyvae/data/inputs.py): "auto" takes 2-D X as feature vectors and 3-D/4-D X as images;
+        "series" (only when asked for) takes X (T, D), or (T,), as one time series of T timestamps on a regular
+        grid and D channels, NaN where a point is missing: every score is then one value per timestamp
+        (anomalyvae/detectors/series.py), and the last `val_fraction` of the series is held out in time order.
+    window : int, default=64
+        The series detector's points per sliding window.
+    causal : bool, default=False
+        Series: score each point from the window that ends at it alone (past data only: NAB's streaming
+        protocol); otherwise from every window that holds it.
     detector : {"auto", "global", "local"}, default="auto"
         "global": one VAE of whole inputs; "local": a VAE of image patches and a memory bank of their normal
         codes (anomalyvae/detectors/local.py), for photos and inspection images; "auto": global for arrays (from the
@@ -88,8 +99,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     latent_dim : int or None, default=None
         Dimensions of the code z; None: 20 for an MLP on images (pytorch/examples' 784-400-20), 16 for conv, 8 for
         feature vectors.
-    hidden : int, default=400
-        The MLP's hidden width.
+    hidden : int or None, default=None
+        The MLP's hidden width; None: 400, 100 for series windows.
     width : int, default=16
         The conv model's channels in its first layer, doubled at each stride-2 step.
     conv_hidden : int, default=256
@@ -181,8 +192,9 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
     sklearn.ensemble.IsolationForest : The same contract.
     """
 
-    def __init__(self, *, input_kind="auto", detector=Config.detector, scales=Config.scales,
-                 bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=Config.hidden,
+    def __init__(self, *, input_kind="auto", detector=Config.detector, window=Config.window, causal=Config.causal,
+                 scales=Config.scales,
+                 bank_size=Config.bank_size, bank_subsampling=Config.bank_subsampling, arch=Config.arch, latent_dim=None, hidden=None,
                  width=Config.width, conv_hidden=Config.conv_hidden, image_size=None, channels=None, epochs=None,
                  batch_size=Config.batch_size, lr=Config.lr, patience=Config.patience,
                  kl_warmup_epochs=Config.kl_warmup_epochs, beta=None, free_bits=Config.free_bits, use_labels=Config.use_labels, val_fraction=Config.val_fraction, anomaly_score=Config.score,
@@ -191,6 +203,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                  device=Config.device, threads=None, precision=Config.precision):
         self.input_kind = input_kind
         self.detector = detector
+        self.window = window
+        self.causal = causal
         self.scales = scales
         self.bank_size = bank_size
         self.bank_subsampling = bank_subsampling
@@ -267,6 +281,15 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         if kind == "features":
             arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
             return torch.from_numpy(np.array(arr, dtype=np.float32))
+        if kind == "series":
+            from .data.series import check_array
+
+            if np.ndim(X) == 1:  # one channel
+                X = X.to_frame() if hasattr(X, "to_frame") else np.asarray(X).reshape(-1, 1)
+            arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
+            if reset:
+                check_array(np.asarray(arr, dtype=np.float64))
+            return torch.from_numpy(np.array(arr, dtype=np.float64))
         images = inputs.to_images(X, None if reset else self.input_shape_)
         if reset:
             if self.channels is not None:
@@ -321,14 +344,19 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         n = len(data)
         if n < 2:
             raise InvalidInput(f"got {n} sample; AnomalyVAE needs n_samples >= 2 (one to train, one held out)")
-        kind = "features" if data.ndim == 2 else "images"
+        kind = "series" if self.input_kind == "series" else "features" if data.ndim == 2 else "images"
         # use_labels None: labels when y names two or more classes (the user gave them)
         labelled = self.use_labels if self.use_labels is not None else _has_classes(y)
-        cfg = self._config(kind, tuple(data.shape[1:]), use_labels=bool(labelled))
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
-        n_val = min(n - 1, max(1, int(round(n * cfg.val_fraction))))
-        labels = self._labels(y, n) if cfg.use_labels else torch.full((n,), -1, dtype=torch.int64)
-        train, val = Split(data[order[n_val:]], labels[order[n_val:]]), Split(data[order[:n_val]], labels[order[:n_val]])
+        cfg = self._config(kind, tuple(data.shape[1:]), use_labels=bool(labelled) and kind != "series")
+        detector = lookup(cfg.input_kind, cfg.detector).load()
+        if hasattr(detector, "split"):  # a series: its last part held out, in time order
+            train, val = detector.split(cfg, data)
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))
+            n_val = min(n - 1, max(1, int(round(n * cfg.val_fraction))))
+            labels = self._labels(y, n) if cfg.use_labels else torch.full((n,), -1, dtype=torch.int64)
+            train = Split(data[order[n_val:]], labels[order[n_val:]])
+            val = Split(data[order[:n_val]], labels[order[:n_val]])
         result = self.fit_splits(cfg, train, val)
         if result.stopped_by:
             raise KeyboardInterrupt(f"fit stopped by {result.stopped_by}")
@@ -341,7 +369,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                 warnings.warn(line, UserWarning, stacklevel=2)
         if cfg.contamination is not None:  # scikit-learn's meaning: flag that fraction of X itself
             s = self.anomaly_scores(data, which=[cfg.score], _prepared=True)[cfg.score]
-            self.threshold_ = float(np.percentile(s, 100.0 * (1.0 - cfg.contamination)))
+            self.threshold_ = float(np.nanpercentile(s, 100.0 * (1.0 - cfg.contamination)))
             self.offset_ = -self.threshold_
         return self
 
@@ -407,12 +435,15 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             on_phase(detector.calibrating(cfg, train, val, extra))
         self.state_ = detector.fit_state(self.model_, cfg, train, val, extra)
         components = [s for s in available(cfg.input_kind, cfg.detector, cfg.use_labels) if s != "combined"]
-        val_scores = self.anomaly_scores(val.images, components, _prepared=True)
+        held_out = getattr(detector, "held_out_scores", None)  # a series: the held-out points, not their context
+        val_scores = (held_out(self, val, components) if held_out else
+                      self.anomaly_scores(val.images, components, _prepared=True))
         fit_normalisation(self.state_, val_scores)
         # the default score was among the components unless it sums them (combined: only now normalised)
         main = val_scores.get(cfg.score)
         if main is None:
-            main = self.anomaly_scores(val.images, [cfg.score], _prepared=True)[cfg.score]
+            main = (held_out(self, val, [cfg.score]) if held_out else
+                    self.anomaly_scores(val.images, [cfg.score], _prepared=True))[cfg.score]
         self.threshold_ = calibrate(main, cfg.fpr)
         self.offset_ = -self.threshold_
         self.info_ = {**(info or {}), "n_train": len(train), "n_val": len(val), "best_epoch": result.best_epoch,
@@ -461,6 +492,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
         data = X if _prepared else self._read(X, reset=False)
         which = list(which) if which is not None else list(self.default_scores())
         detector = lookup(self.config_.input_kind, self.config_.detector).load()
+        if self.config_.input_kind == "series":  # windows need their neighbours: the series is scored whole
+            return detector.score_inputs(self.model_, data, self.state_, self.config_, which)
         return score_all(detector.score_batch, self.model_, data, self.state_, self.config_, which,
                          double=self.config_.input_kind == "features")
 
@@ -618,6 +651,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             meta["feature_names"] = [str(f) for f in self.feature_names_in_]
         if getattr(self, "table_", None) is not None:  # trained on a table: its encoding rule (tables.py)
             meta["table"] = self.table_.to_dict()
+        if getattr(self, "series_", None) is not None:  # trained on a series file: its time column, channels
+            meta["series"] = self.series_
         return meta
 
     def save(self, out: str | Path) -> Path:
@@ -698,6 +733,8 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                 from .data.tables import TableEncoder
 
                 est.table_ = TableEncoder.from_dict(meta["table"])
+            if meta.get("series"):
+                est.series_ = dict(meta["series"])
             set_threads(cfg.threads)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelDirError(f"{file}: incomplete model metadata ({e}); re-train the model") from None
@@ -727,7 +764,7 @@ def small_data_warnings(cfg: Config, n_train: int, n_val: int, det: "AnomalyVAE"
     """What the user should know about a fit on little data: each a line saying what to do."""
     out = []
     least = 10 if cfg.detector == "local" else 100
-    what = "rows" if cfg.input_kind == "features" else "images"
+    what = {"features": "rows", "series": "points"}.get(cfg.input_kind, "images")
     if n_train < least:
         out.append(f"only {n_train} normal training {what}: the {cfg.detector} detector wants {least} or more; "
                    f"add normal {what} (the threshold and scores will move as you do)")

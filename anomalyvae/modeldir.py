@@ -143,6 +143,10 @@ def learned(est) -> str:
         what = f"{kind} on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":
         what = f"{kind} on the MVTec-AD folder {cfg.resolved_data_dir()} (train/good), {info.get('n_train', '?')} images"
+    elif cfg.input_kind == "series":
+        where = f" of {info['series']}" if info.get("series") else " (AnomalyVAE.fit)"
+        what = (f"VAE of {cfg.window}-point windows{' (causal)' if cfg.causal else ''} on the first "
+                f"{info.get('n_train', '?')} points{where}")
     elif info.get("table"):
         what = f"{kind} on the {info.get('n_train', 0) + info.get('n_val', 0)} normal rows of {info['table']}"
     elif info.get("normal_classes"):

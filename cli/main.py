@@ -85,6 +85,9 @@ ModelOpt = typer.Option(None, "--model", "-m", metavar="DIR|URI", help=_help(
 TableOpt = typer.Option(None, "--table", metavar="FILE", help=_help(
     "A table (.csv or .parquet) of feature columns instead of images: numbers as they are, text with at most 20 "
     "values one-hot encoded (anomalyvae/data/tables.py).", "none"))
+SeriesOpt = typer.Option(None, "--series", metavar="FILE", help=_help(
+    "A time series (.csv or .parquet): a time column and numeric channels, on a regular grid (missing timestamps "
+    "are masked); a score per timestamp (anomalyvae/data/series.py, detectors/series.py).", "none"))
 DeviceOpt = typer.Option(None, "--device", metavar="DEVICE", help=_help(
     "auto | cpu | cuda | cuda:N | mps; auto takes a CUDA GPU when there is one.", Config.device))
 DebugOpt = _flag("--debug", "Show full tracebacks on errors.")
@@ -257,7 +260,14 @@ def train(
         "Also register the MLflow model under this name in the Model Registry.", "none")),
     table: Optional[Path] = TableOpt,
     exclude_columns: Optional[str] = typer.Option(None, "--exclude-columns", metavar="A,B", help=_help(
-        "With --table: columns to leave out (ids, free text, the label).", "none")),
+        "With --table or --series: columns to leave out (ids, free text, the label).", "none")),
+    series: Optional[Path] = SeriesOpt,
+    time_column: Optional[str] = typer.Option(None, "--time-column", metavar="NAME", help=_help(
+        "With --series: the time column.", "a column named timestamp or time, else the first of dates")),
+    window: Optional[int] = typer.Option(None, "--window", metavar="N", help=_help(
+        "With --series: points per sliding window.", Config.window)),
+    causal: bool = _flag("--causal", "With --series: score each point from the window that ends at it (past data "
+                         "only, for streaming)."),
     device: Optional[str] = DeviceOpt,
     config: Optional[Path] = ConfigOpt,
     tracking_uri: Optional[str] = TrackingOpt,
@@ -274,6 +284,13 @@ def train(
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         console.quiet = err.quiet = True
     check_train_flags(dataset, normal, train_dir)  # flags and paths before torch is imported
+    if series is not None or time_column is not None or window is not None or causal:
+        return _train_series(series, table, time_column, exclude_columns, dict(
+            arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, free_bits=free_bits, seed=seed,
+            fpr=fpr, val_fraction=val_fraction, score=score, limit=limit, device=device, tracking_uri=tracking_uri,
+            window=window, causal=causal or None), config, out, register, no_tracking, image_flags=dict(
+                dataset=dataset, normal=normal, data_dir=data_dir, train_dir=train_dir, channels=channels,
+                image_size=image_size, detector=detector, resume=resume or None, use_labels=use_labels or None))
     if table is not None or exclude_columns is not None:
         return _train_table(table, exclude_columns, dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
                             beta=beta, free_bits=free_bits, seed=seed, fpr=fpr, val_fraction=val_fraction,
@@ -371,6 +388,40 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     console.print(f"model: {model_dir}", highlight=False)
 
 
+def _train_series(series, table, time_column, exclude_columns, given, config, out, register, no_tracking,
+                  image_flags) -> None:
+    """train --series: the library's series.train_series, and one line of what it made."""
+    from anomalyvae.config import make_config
+    from anomalyvae.errors import AnomalyVAEError
+
+    if series is None:
+        raise AnomalyVAEError("--time-column, --window and --causal need --series FILE")
+    if table is not None:
+        raise AnomalyVAEError("--table and --series are two kinds of input; give one")
+    image_only = [f"--{k.replace('_', '-')}" for k, v in image_flags.items() if v is not None]
+    if image_only:
+        raise AnomalyVAEError(f"{', '.join(image_only)} is for images; drop it with --series")
+    from anomalyvae.data.preflight import check_paths
+
+    check_paths([series])
+    if register and no_tracking:
+        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    from anomalyvae.pipeline.series import train_series
+
+    cfg = make_config(config, input_kind="series", **given)
+    tracker = _tracker(cfg.experiment, cfg.tracking_uri, no_tracking, register)
+    exclude = [c.strip() for c in (exclude_columns or "").split(",") if c.strip()]
+    det, model_dir = train_series(cfg, series, time_column, exclude, out, tracker,
+                                  say=lambda line: console.print(line, highlight=False), warn=_warn)
+    info = det.info_
+    console.print(f"trained on {info['n_train']} points in {info['train_seconds']:.1f}s; threshold "
+                  f"{det.threshold_:.3f} on '{det.score_}' gives FPR {info['val_fpr']:.3f} on the last "
+                  f"{info['n_val'] - cfg.window + 1} points (held out){' (causal)' if cfg.causal else ''}",
+                  highlight=False)
+    _print_run(tracker)
+    console.print(f"model: {model_dir}", highlight=False)
+
+
 @app.command(cls=_Command)
 def sample(
     model: Optional[str] = ModelOpt,
@@ -432,7 +483,12 @@ def evaluate(
         "Also write the metrics JSON here.", "none")),
     table: Optional[Path] = TableOpt,
     label_column: Optional[str] = typer.Option(None, "--label-column", metavar="NAME", help=_help(
-        "With --table: the column that marks anomalies (1/0, true/false, yes/no, anomaly/normal).", "none")),
+        "With --table or --series: the column that marks anomalies (1/0, true/false, yes/no, anomaly/normal).",
+        "none")),
+    series: Optional[Path] = SeriesOpt,
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help=_help(
+        "With --series: NAB's labelled windows (labels/combined_windows.json), instead of --label-column.",
+        "none")),
     device: Optional[str] = DeviceOpt,
     tracking_uri: Optional[str] = TrackingOpt,
     no_tracking: bool = NoTrackOpt,
@@ -445,7 +501,14 @@ def evaluate(
     _set_debug(debug)
     _check_device(device)
     check_model(model)  # paths before torch is imported
-    check_paths(p for p in (normal_dir, anomaly_dir, mask_dir, table) if p is not None)
+    check_paths(p for p in (normal_dir, anomaly_dir, mask_dir, table, series, labels) if p is not None)
+    if series is not None:
+        return _evaluate_series(model, series, label_column, labels, out, metrics_out, device, tracking_uri,
+                                no_tracking)
+    if labels is not None:
+        from anomalyvae.errors import AnomalyVAEError
+
+        raise AnomalyVAEError("--labels is NAB's label file for a series: evaluate --series FILE --labels FILE")
     if (table is None) != (label_column is None):
         from anomalyvae.errors import AnomalyVAEError
 
@@ -509,11 +572,38 @@ def evaluate(
     _print_run(tracker)
 
 
+def _evaluate_series(model, series, label_column, labels, out, metrics_out, device, tracking_uri,
+                     no_tracking) -> None:
+    """evaluate --series: AUROC, AUPRC, point-adjusted F1, and the plot of the series with its score."""
+    import json
+
+    from anomalyvae.data.preflight import is_model_uri
+    from anomalyvae.modeldir import atomic_write_bytes
+    from anomalyvae.pipeline.series import evaluate_series
+
+    det, source = _load(model, tracking_uri, _device(device))
+    model_dir = None if is_model_uri(source) else Path(source)
+    tracker = _tracker(det.config_.experiment, tracking_uri or det.config_.tracking_uri, no_tracking)
+    res = evaluate_series(det, series, label_column, labels, out, tracker, model_dir)
+    if metrics_out is not None:
+        atomic_write_bytes(metrics_out, json.dumps(res, indent=2).encode())
+    for name, r in res["scores"].items():
+        mark = " (default)" if name == res["score"] else ""
+        console.print(f"{name}{mark}: AUROC {r['auroc']:.4f}  AUPRC {r['auprc']:.4f}", highlight=False)
+    console.print(f"{res['n_test']} points, {res['n_anomalies']} labelled anomalous ({res['labels']}), "
+                  f"{res['n_unscored']} missing (unscored); at threshold {res['threshold']:.3f}: point-adjusted "
+                  f"F1 {res['pa_f1']:.3f} (precision {res['pa_precision']:.3f}, recall {res['pa_recall']:.3f}), "
+                  f"raw F1 {res['f1']:.3f}", highlight=False)
+    console.print(f"AUROC {res['auroc']:.4f}", highlight=False)
+    console.print(f"plot: {res['figure']}", highlight=False)
+    _print_run(tracker)
+
+
 @app.command(cls=_Command)
 def score(
     paths: list[Path] = typer.Argument(..., metavar="PATH", help=escape(
         "Image files and/or folders (searched recursively), or one table (.csv, .parquet) for a model trained "
-        "with --table.")),
+        "with --table or --series.")),
     model: Optional[str] = ModelOpt,
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", metavar="FILE", help="CSV with one row per file."),
     top: int = typer.Option(20, "--top", metavar="N", help="Rows shown on screen (the most anomalous)."),
@@ -527,7 +617,8 @@ def score(
     debug: bool = DebugOpt,
 ) -> None:
     """Flag anomalies in image files: a table on screen and a CSV (path, scores, is_anomaly, error); or in the rows
-    of a table: a CSV (row, score, is_anomaly, top_features: the features with the largest shares of the score)."""
+    of a table: a CSV (row, score, is_anomaly, top_features: the features with the largest shares of the score);
+    or in a series, with a model trained with --series: a CSV (time, scores, is_anomaly, channel)."""
     from anomalyvae.data.preflight import check_model, check_paths
 
     _set_debug(debug)
@@ -595,8 +686,10 @@ def _score_table(paths, model, out, top, tracking_uri, device) -> None:
 
     if len(paths) != 1:
         raise AnomalyVAEError("score takes one table at a time (or image files and folders, without a table)")
-    frame = read_table(paths[0])
     det, _ = _load(model, tracking_uri, _device(device))
+    if getattr(det, "series_", None) is not None:
+        return _score_series(det, paths[0], out, top)
+    frame = read_table(paths[0])
     result = score_table(det, frame)
     result.insert(0, "row", range(1, len(result) + 1))
     result.to_csv(out, index=False)
@@ -610,6 +703,30 @@ def _score_table(paths, model, out, top, tracking_uri, device) -> None:
     console.print(grid)
     n = int(result["is_anomaly"].sum())
     console.print(f"{len(result)} rows: {n} anomalies, {len(result) - n} normal -> {out}", highlight=False)
+
+
+def _score_series(det, path, out, top) -> None:
+    """score SERIES.csv with a series model: one row per timestamp (time, scores, is_anomaly[, channel])."""
+    from rich.table import Table
+
+    from anomalyvae.pipeline.series import read_for, score_series
+
+    s, _ = read_for(det, path)
+    result = score_series(det, s)
+    result.to_csv(out, index=False)
+    shown = result.sort_values(det.score_, ascending=False, kind="stable").head(top)
+    grid = Table(title=f"most anomalous of {len(result)} timestamps (score '{det.score_}', threshold "
+                       f"{det.threshold_:.3f})")
+    extra = ["channel"] if "channel" in result.columns else []
+    for col in ("time", det.score_, "anomaly", *extra):
+        grid.add_column(col, justify="right" if col == det.score_ else "left")
+    for _, r in shown.iterrows():
+        grid.add_row(str(r["time"]), f"{r[det.score_]:.3f}", "[red]yes[/]" if r["is_anomaly"] else "no",
+                     *[str(r[c]) for c in extra])
+    console.print(grid)
+    n = int(result["is_anomaly"].sum())
+    console.print(f"{len(result)} timestamps: {n} anomalies, {len(result) - n} normal, "
+                  f"{int(result[det.score_].isna().sum())} missing (unscored) -> {out}", highlight=False)
 
 
 def _end_active_run(e: BaseException) -> None:

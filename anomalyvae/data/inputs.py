@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InvalidInput
 
-KINDS = ("auto", "images", "features")
+KINDS = ("auto", "images", "features", "series")  # series: only when asked for (a (T, D) array)
 
 
 def _as_array(X: Any) -> np.ndarray | torch.Tensor:

@@ -21,6 +21,9 @@ class Detector:
     `tensors()`, `meta()` and `from_saved(tensors, meta)`, stored in the model file), `build(cfg, shape,
     tensors) -> network` (for loading), `score_batch(model, raw, state, cfg, which, precision)` (its scores of
     one batch), and, where it has them, `maps_and_recons(model, state, images)` and `explain(...)`.
+    A detector whose inputs are not independent samples (a series: windows need their neighbours) also has
+    `split(cfg, data) -> (train, val)` (its hold-out), `score_inputs(model, raw, state, cfg, which)` (the scores
+    of a whole input) and `held_out_scores(estimator, val, which)` (the scores the threshold is set on).
     """
 
     name: str  # Config.detector, as the model file stores it
@@ -40,6 +43,8 @@ DETECTORS: tuple[Detector, ...] = (
              "photos and inspection images (the default for folders and MVTec-AD layouts)", ("local",)),
     Detector("global", "features", "rows", "one VAE of table rows with a memory bank of the normal rows",
              ("recon", "elbo", "iwae", "latent", "knn", "xknn", "class", "combined")),
+    Detector("windows", "series", "series", "a Donut-style VAE of sliding windows of a time series, a score per "
+             "timestamp (missing points masked)", ("recon", "knn", "combined")),
 )
 NAMES: tuple[str, ...] = tuple(dict.fromkeys(d.name for d in DETECTORS))
 """The names Config.detector takes besides "auto"."""
