@@ -46,7 +46,7 @@ def test_train_help_shows_the_config_default_of_each_option(flag, default):
 def test_every_option_has_help_and_a_default_unless_it_is_a_flag(command):
     text = help_text(command)
     rows = options(text)
-    flags = {"--resume", "--no-tracking", "--debug", "--help", "--all", "--use-labels"}
+    flags = {"--resume", "--no-tracking", "--debug", "--help", "--all", "--use-labels", "--causal"}
     assert len(rows) > 5, text
     for name, row in rows.items():
         assert len(row) > 15, f"{command} {name} has no help: {row!r}"

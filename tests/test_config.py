@@ -7,11 +7,11 @@ from anomalyvae.errors import AnomalyVAEError
 def test_defaults_are_the_dataclass_defaults_with_auto_values_resolved():
     cfg, raw = make_config(), Config()
     resolved = {"arch": "conv", "latent_dim": 16, "combine": "hknn,class", "detector": "global",
-                "image_size": 28, "beta": 1.0, "use_labels": True}  # MNIST 0-8: the global detector on 28 px
+                "image_size": 28, "beta": 1.0, "use_labels": True, "hidden": 400}  # MNIST 0-8: the global detector on 28 px
     # images, so conv, with the nine normal classes' labels
     assert {k: getattr(raw, k) for k in resolved} == {"arch": "auto", "latent_dim": None, "combine": None,
                                                       "detector": "auto", "image_size": None, "beta": None,
-                                                      "use_labels": None}
+                                                      "use_labels": None, "hidden": None}
     assert {k: getattr(cfg, k) for k in resolved} == resolved
     assert {k: v for k, v in cfg.to_dict().items() if k not in resolved} == \
            {k: v for k, v in raw.to_dict().items() if k not in resolved}
