@@ -252,7 +252,8 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help=_help(
         "Use at most this many normal training images (quick runs).", "all")),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help=_help(
-        "Model directory to write.", "models/NAME, NAME = <dataset>-normal<classes>-<arch>-<time>")),
+        "Model directory to write.", "a new folder in models/ named for the dataset, the normal classes, the model "
+        "and the time")),
     resume: bool = _flag("--resume", "Continue the interrupted training in --out from its last complete epoch "
                          "with the settings it was started with; given again, only these may differ: "
                          + ", ".join(MAY_CHANGE) + "."),
@@ -363,14 +364,7 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
 
     if table is None:
         raise AnomalyVAEError("--exclude-columns needs --table FILE")
-    image_only = [f"--{k.replace('_', '-')}" for k, v in image_flags.items() if v is not None]
-    if image_only:
-        raise AnomalyVAEError(f"{', '.join(image_only)} is for images; drop it with --table")
-    from anomalyvae.data.preflight import check_paths
-
-    check_paths([table])
-    if register and no_tracking:
-        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    _check_file_mode("--table", table, image_flags, register, no_tracking)
     from anomalyvae.pipeline.tables import train_table
 
     cfg = make_config(config, input_kind="features", **given)
@@ -388,6 +382,20 @@ def _train_table(table, exclude_columns, given, config, out, register, no_tracki
     console.print(f"model: {model_dir}", highlight=False)
 
 
+def _check_file_mode(flag: str, path, image_flags: dict, register: bool, no_tracking: bool) -> None:
+    """What train --table and --series refuse before reading anything: image flags, a missing file, --register
+    without tracking."""
+    from anomalyvae.data.preflight import check_paths
+    from anomalyvae.errors import AnomalyVAEError
+
+    image_only = [f"--{k.replace('_', '-')}" for k, v in image_flags.items() if v is not None]
+    if image_only:
+        raise AnomalyVAEError(f"{', '.join(image_only)} is for images; drop it with {flag}")
+    check_paths([path])
+    if register and no_tracking:
+        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+
+
 def _train_series(series, table, time_column, exclude_columns, given, config, out, register, no_tracking,
                   image_flags) -> None:
     """train --series: the library's series.train_series, and one line of what it made."""
@@ -398,14 +406,7 @@ def _train_series(series, table, time_column, exclude_columns, given, config, ou
         raise AnomalyVAEError("--time-column, --window and --causal need --series FILE")
     if table is not None:
         raise AnomalyVAEError("--table and --series are two kinds of input; give one")
-    image_only = [f"--{k.replace('_', '-')}" for k, v in image_flags.items() if v is not None]
-    if image_only:
-        raise AnomalyVAEError(f"{', '.join(image_only)} is for images; drop it with --series")
-    from anomalyvae.data.preflight import check_paths
-
-    check_paths([series])
-    if register and no_tracking:
-        raise AnomalyVAEError("--register needs MLflow tracking; drop --no-tracking")
+    _check_file_mode("--series", series, image_flags, register, no_tracking)
     from anomalyvae.pipeline.series import train_series
 
     cfg = make_config(config, input_kind="series", **given)
@@ -429,7 +430,7 @@ def sample(
     n: int = typer.Option(64, "--n", metavar="N", help="How many samples (8 a row)."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seeds the codes drawn from the prior."),
     label: Optional[int] = typer.Option(None, "--class", metavar="C", help=(
-        "One normal class (models trained with --use-labels): the prior draws the classification head is "
+        "One normal class (models trained with the normal classes' labels): the prior draws the classification head is "
         "surest show class C.")),
     tracking_uri: Optional[str] = TrackingOpt,
     device: Optional[str] = DeviceOpt,

@@ -14,6 +14,7 @@ import pandas as pd
 from ..data.series import Series, from_frame, read_series
 from ..data.tables import labels as label_values, read_table
 from ..errors import DataError, InvalidInput
+from .tables import save_and_log
 
 
 def series_info(s: Series, exclude=()) -> dict:
@@ -182,11 +183,7 @@ def train_series(cfg, path: str | Path, time_column: str | None = None, exclude=
             (warn or (lambda m: warnings.warn(m, UserWarning, stacklevel=2)))(line)
         det.series_ = series_info(s, exclude)
         det.info_["series"] = str(path)
-        det.save(out)
-        tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"],
-                             "train_seconds": det.info_["train_seconds"], "best_epoch": det.info_["best_epoch"]})
-        tracker.log_artifact(out / "model.safetensors", "model")
-        tracker.log_artifact(out / "model.json", "model")
+        save_and_log(det, out, tracker)
     except BaseException as e:
         tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise

@@ -96,11 +96,7 @@ def train_table(cfg, path: str | Path, exclude=(), out: Path | None = None, trac
                 warn(line)
         det.table_ = encoder
         det.info_["table"] = str(path)
-        det.save(out)
-        tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"],
-                             "train_seconds": det.info_["train_seconds"], "best_epoch": det.info_["best_epoch"]})
-        tracker.log_artifact(out / "model.safetensors", "model")
-        tracker.log_artifact(out / "model.json", "model")
+        save_and_log(det, out, tracker)
         tracker.log_model(out, example=frame[encoder.columns].head(2))
     except BaseException as e:
         tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
@@ -141,3 +137,12 @@ def evaluate_table(det, path: str | Path, label_column: str, tracker=None, model
     tracker.log_metrics({f"auroc_{k}": v["auroc"] for k, v in result["scores"].items()})
     tracker.end("FINISHED")
     return result
+
+
+def save_and_log(det, out: Path, tracker) -> None:
+    """Write the model directory, then log its fit's figures and files to the run (the file-based jobs)."""
+    det.save(out)
+    tracker.log_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"],
+                         "train_seconds": det.info_["train_seconds"], "best_epoch": det.info_["best_epoch"]})
+    tracker.log_artifact(out / "model.safetensors", "model")
+    tracker.log_artifact(out / "model.json", "model")
