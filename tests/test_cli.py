@@ -44,7 +44,8 @@ def test_evaluate_reports_metrics_and_plots_for_the_latest_model(trained, workdi
     for key in ("auroc", "auprc", "f1", "precision", "recall", "fpr", "threshold"):
         assert key in m and np.isfinite(m[key])
     assert m["n_test"] == 10000 and m["n_anomalies"] == 1009  # digit 9 in the official test split
-    assert set(m["scores"]) == {"recon", "elbo", "iwae", "blur", "peak", "latent", "knn", "hknn", "combined"}
+    # the nine normal classes' labels are learnt by default: `class` is among the scores
+    assert set(m["scores"]) == {"recon", "elbo", "iwae", "blur", "peak", "latent", "knn", "hknn", "class", "combined"}
     assert [r["label"] for r in m["per_class"]] == list(range(10))
     assert 0 <= m["auroc"] <= 1 and m["auroc"] == m["scores"][m["score"]]["auroc"]
     assert m["per_class"][9]["anomaly"] and m["per_class"][9]["auroc"] == pytest.approx(m["auroc"])
@@ -85,8 +86,8 @@ def test_score_a_folder_with_a_corrupt_file_returns_every_row(trained, workdir, 
     assert r.stdout.startswith("model models/small: conv VAE on mnist, normal classes 0-8, saved ")
     df = pd.read_csv(workdir / "scores.csv", keep_default_na=False)
     assert len(df) == 21
-    assert list(df.columns) == ["path", "recon", "elbo", "blur", "peak", "latent", "knn", "hknn", "combined",
-                                "is_anomaly", "error"]
+    assert list(df.columns) == ["path", "recon", "elbo", "blur", "peak", "latent", "knn", "hknn", "class",
+                                "combined", "looks_like", "is_anomaly", "error"]
     bad = df[df["error"] != ""]
     assert list(bad["path"].str.rsplit("/", n=1).str[-1]) == ["corrupt.png"]
     good = df[df["error"] == ""]

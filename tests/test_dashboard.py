@@ -35,8 +35,10 @@ def client(workdir):
 
 @pytest.fixture(scope="module")
 def trained(workdir, mnist_dir):
-    r = run_cli("train", "--normal", "0-8", "--limit", "600", "--epochs", "2", "--arch", "mlp", "--data-dir",
-                mnist_dir, "--out", "models/m", cwd=workdir, env={"OMP_NUM_THREADS": "1"})
+    # the unsupervised detector (--no-labels): the runs' lineage is what these tests read; labelled models'
+    # names are test_labels' and test_ecosystem's
+    r = run_cli("train", "--normal", "0-8", "--limit", "600", "--epochs", "2", "--arch", "mlp", "--no-labels",
+                "--data-dir", mnist_dir, "--out", "models/m", cwd=workdir, env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     return r
 
@@ -66,7 +68,7 @@ def printed_experiment_url(stdout: str) -> str:
 def trained_config():
     from anomalyvae.config import make_config
 
-    return make_config(normal="0-8", limit=600, arch="mlp")
+    return make_config(normal="0-8", limit=600, arch="mlp", use_labels=False)
 
 
 def runs_by_job(client):
@@ -217,10 +219,10 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     import torch
 
     from anomalyvae.config import make_config
-    from anomalyvae.tracking.lineage import anomaly_words, digest, evaluate_detail, test_origin, train_detail
+    from anomalyvae.tracking.lineage import anomaly_words, digest, evaluate_detail, kind, test_origin, train_detail
 
     mnist, fashion = make_config(normal="0-8"), make_config(dataset="fashion-mnist", normal="0-8")
-    assert train_detail(mnist) == f"mnist normal 0-8 {mnist.arch}"
+    assert train_detail(mnist) == f"mnist normal 0-8 {kind(mnist)}"
     assert anomaly_words(mnist, list(range(9))) == "digit 9"
     assert anomaly_words(make_config(normal="3"), [3]) == "digits 0-2,4-9"
     assert anomaly_words(fashion, list(range(9))) == "Ankle boot"
@@ -232,7 +234,7 @@ def test_names_say_what_the_anomaly_is_and_digests_see_one_pixel():
     from anomalyvae.tracking.lineage import train_description  # an MVTec root has no classes to name
     said = train_description(mvtec_cfg, 270, 30, Path("m"))
     assert "the MVTec-AD folder `/x/bottle` (its train/good images)" in said and "classes" not in said
-    assert evaluate_detail(mnist, "digit 9") == f"mnist normal 0-8 {mnist.arch} on digit 9"
+    assert evaluate_detail(mnist, "digit 9") == f"mnist normal 0-8 {kind(mnist)} on digit 9"
     a = torch.zeros((3, 1, 4, 4), dtype=torch.uint8)
     b = a.clone()
     b[2, 0, 3, 3] = 1

@@ -118,7 +118,7 @@ def test_on_a_fake_gpu_scoring_and_the_elbo_keep_every_tensor_on_it():
     from anomalyvae.detectors.scoring import encode_mu
     from anomalyvae.detectors.whole import WholeState, score_batch
 
-    cfg = Config(arch="conv").validate()
+    cfg = Config(arch="conv", use_labels=False).validate()
     mode = FakeTensorMode()
     fake = mode.from_tensor
     state = WholeState(gmm_log_weights=fake(torch.zeros(3)), gmm_means=fake(torch.zeros(3, 16)),

@@ -22,7 +22,7 @@ from PIL import Image
 from conftest import NO_BROWSER, free_port, run_cli, stop_server
 
 REGISTERED = "digits-detector"
-LOGGED = "mnist-normal-0-8-conv"  # the logged model's name: what it learned
+LOGGED = "mnist-normal-0-8-conv-labels"  # the logged model's name: what it learned (with the normal classes' labels)
 
 
 @pytest.fixture(scope="module")

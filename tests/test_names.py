@@ -45,13 +45,13 @@ def test_repeated_trainings_of_one_task_share_a_short_name_and_differ_in_their_d
             (make_config(normal="0-8", seed=1), Path("models/small"))]
     assert {train_run_name(c) for c, _ in runs} == {"train mnist 0-8"}
     assert [train_detail(c, out) for c, out in runs] == [
-        "mnist normal 0-8 conv (20250101-120000)", "mnist normal 0-8 conv (20250101-120500)",
-        "mnist normal 0-8 conv, limit 300 -> small", "mnist normal 0-8 conv, seed 1 -> small"]
+        "mnist normal 0-8 conv-labels (20250101-120000)", "mnist normal 0-8 conv-labels (20250101-120500)",
+        "mnist normal 0-8 conv-labels, limit 300 -> small", "mnist normal 0-8 conv-labels, seed 1 -> small"]
 
 
 def test_a_logged_model_is_named_by_what_it_learned_not_detector(tmp_path):
-    assert model_name(make_config(normal="0-8")) == "mnist-normal-0-8-conv"
-    assert model_name(make_config(dataset="fashion-mnist", normal="0,2", arch="mlp")) == "fashion-mnist-normal-0_2-mlp"
+    assert model_name(make_config(normal="0-8", use_labels=False)) == "mnist-normal-0-8-conv"
+    assert model_name(make_config(dataset="fashion-mnist", normal="0,2", arch="mlp")) == "fashion-mnist-normal-0_2-mlp-labels"
     assert model_name(make_config(dataset="folder", train_dir=str(tmp_path / "screws.v2" / "train"))) == \
         "folder-screws-v2-train-local"
 

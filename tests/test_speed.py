@@ -130,7 +130,7 @@ def test_training_in_bfloat16_ends_near_float32(mnist_dir):
     from anomalyvae.vae.model import build_model
     from anomalyvae.vae.train import fit
 
-    cfg = make_config(arch="mlp", latent_dim=20, data_dir=str(mnist_dir), limit=3000, epochs=2)
+    cfg = make_config(arch="mlp", latent_dim=20, data_dir=str(mnist_dir), limit=3000, epochs=2, use_labels=False)
     data = load_train(cfg)
 
     def val_loss(precision):
