@@ -200,3 +200,18 @@ def test_every_docs_page_is_in_the_site_navigation():
     nav = (ROOT / "mkdocs.yml").read_text()
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     assert {p for p in pages if f": {p}" not in nav} == set()
+
+
+def test_formulas_render_offline_from_the_bundled_mathjax():
+    import yaml
+
+    conf = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python/name:", ""))
+    scripts = [s if isinstance(s, str) else s.get("path", "") for s in conf["extra_javascript"]]
+    assert not [s for s in scripts if "://" in s], scripts  # nothing from a CDN
+    assert (DOCS / "javascripts" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
+
+
+def test_pages_speak_to_users_not_about_the_projects_history():
+    history = re.compile(r"\bissue \d+|\bthe issue\b|\bthe seeds'|\blast round\b|\bthis round\b", re.I)
+    found = [(p.name, m.group(0)) for p in DOCS.rglob("*.md") for m in history.finditer(p.read_text())]
+    assert not found, found
