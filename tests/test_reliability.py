@@ -372,6 +372,10 @@ def test_from_python_the_signal_handlers_are_untouched_and_ctrl_c_saves_then_rai
     from anomalyvae.errors import TrainingInterrupted
     from anomalyvae.pipeline.images import train_detector
 
+    # Python's own Ctrl-C handler, as a program that imports the library has it: in the whole suite this test
+    # twice found the signal below doing nothing (it passes alone and with its file), so it sets it first
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request_cleanup = lambda: signal.signal(signal.SIGINT, previous)  # noqa: E731
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     seen = []
 
@@ -382,11 +386,14 @@ def test_from_python_the_signal_handlers_are_untouched_and_ctrl_c_saves_then_rai
             time.sleep(1)  # the handler runs within a few bytecodes; never reached
 
     cfg = make_config(**TINY, data_dir=str(mnist_dir), limit=600, epochs=5)
-    with pytest.raises(KeyboardInterrupt) as info:
-        try:
-            train_detector(cfg, tmp_path / "m", on_step=on_step)
-        except Exception:  # what a caller's catch-all sees: nothing
-            pytest.fail("an interruption was raised as an ordinary Exception")
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            try:
+                train_detector(cfg, tmp_path / "m", on_step=on_step)
+            except Exception:  # what a caller's catch-all sees: nothing
+                pytest.fail("an interruption was raised as an ordinary Exception")
+    finally:
+        request_cleanup()
     assert seen and all(handlers == before for handlers in seen)
     assert isinstance(info.value, TrainingInterrupted) and "best model so far saved" in str(info.value)
     assert AnomalyVAE.load(tmp_path / "m").info_["epochs_run"] == 1
