@@ -71,7 +71,7 @@ def value(name: str, key: str, where: str) -> str:
 def scores_table() -> str:
     from anomalyvae.scores import SCORES, computed_by
 
-    kinds = {"images": "images", "features": "feature vectors"}
+    kinds = {"images": "images", "features": "feature vectors", "series": "time series"}
     rows = ["| score | what it is | detectors | fitted on normal data |", "| --- | --- | --- | --- |"]
     for s in SCORES.values():
         inputs = ", ".join(f"{kinds[d.inputs]} ({d.name})" for d in computed_by(s.name))
