@@ -67,11 +67,11 @@ def fit_hidden(h: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     live = spread > LIVE
     if not live.any():
         live = spread >= spread.max()  # a collapsed encoder: keep its one most variable unit
-    out = dict(hidden_pick=torch.eye(len(live))[:, live].contiguous(), hidden_mean=h[:, live].mean(0),
-               hidden_scale=spread[live])
-    bank = MemoryBank.build((h @ out["hidden_pick"] - out["hidden_mean"]) / out["hidden_scale"], HIDDEN_BANK,
-                            "random", seed)
-    return {**out, "hidden_codes": bank.codes, "hidden_centroids": bank.centroids}
+    unit = WholeState(hidden_pick=torch.eye(len(live))[:, live].contiguous(), hidden_mean=h[:, live].mean(0),
+                      hidden_scale=spread[live])
+    bank = MemoryBank.build(unit.standard_hidden(h), HIDDEN_BANK, "random", seed)
+    return dict(hidden_pick=unit.hidden_pick, hidden_mean=unit.hidden_mean, hidden_scale=unit.hidden_scale,
+                hidden_codes=bank.codes, hidden_centroids=bank.centroids)
 
 
 def _blur(p: Pass) -> torch.Tensor:
