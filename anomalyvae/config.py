@@ -122,8 +122,13 @@ class Config:
             raise bad("bank_subsampling", f"is {self.bank_subsampling!r}; choose one of {', '.join(SUBSAMPLINGS)}")
         if self.image_size is None and (self.dataset not in LAYOUT_DATASETS or self.input_kind != "images"):
             self.image_size = 28
-        if self.detector == "local" and self.score == "combined":
-            self.score = "local"
+        own = next(d for d in REGISTRY if d.name == self.detector and d.inputs == self.input_kind)
+        if self.score == "combined" and "combined" not in own.scores:  # a detector of one score: that score
+            self.score = own.scores[0]
+        if self.detector == "compare":  # it works in RGB: colour on a grey surface is a defect it must see
+            if self.channels == 1:
+                raise bad("channels", "is 1 but the compare detector works in RGB; leave --channels unset or use 3")
+            self.channels = 3
         if self.input_kind == "series" and self.score == "combined":
             self.score = "recon"  # measured on NAB: benchmarks/series.py
         if self.arch == "auto":
@@ -137,7 +142,7 @@ class Config:
         if self.use_labels and self.dataset in LAYOUT_DATASETS:
             raise bad("use_labels", f"needs the normal data's classes, which --dataset {self.dataset} does not have; "
                       "use a class dataset (mnist, fashion-mnist) or AnomalyVAE(use_labels=True).fit(X, y)")
-        if self.use_labels and self.detector == "local":
+        if self.use_labels and self.detector in ("local", "compare"):
             raise bad("use_labels", "needs the global detector (class labels describe whole images); "
                       "add --detector global")
         if self.combine is None:

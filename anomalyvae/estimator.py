@@ -451,7 +451,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                       "best_val_loss": min(h.val_loss for h in result.history),
                       "val_fpr": realized_fpr(main, self.threshold_), **extra}
         self.info_["warnings"] = small_data_warnings(cfg, len(train), len(val), self)
-        top = "local" if cfg.detector == "local" else "peak"  # each image's map maximum, for either detector
+        top = lookup(cfg.input_kind, cfg.detector).peak  # each image's map maximum, for every image detector
         if top in val_scores:  # images: the top of every anomaly picture's colour scale, the highest map value
             # on held-out normal images (no second pass is needed)
             self.info_["map_vmax"] = float(val_scores[top].max())
@@ -763,7 +763,7 @@ def _has_classes(y) -> bool:
 def small_data_warnings(cfg: Config, n_train: int, n_val: int, det: "AnomalyVAE") -> list[str]:
     """What the user should know about a fit on little data: each a line saying what to do."""
     out = []
-    least = 10 if cfg.detector == "local" else 100
+    least = 100 if cfg.detector == "global" else 10  # the image detectors of parts learn from many regions an image
     what = {"features": "rows", "series": "points"}.get(cfg.input_kind, "images")
     if n_train < least:
         out.append(f"only {n_train} normal training {what}: the {cfg.detector} detector wants {least} or more; "

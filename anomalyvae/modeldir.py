@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .detectors.registry import title
 from .errors import ModelDirError
 
 FORMAT = "anomalyvae-model"
@@ -138,7 +139,7 @@ def learned(est) -> str:
     from .data.classes import format_classes
 
     cfg, info = est.config_, est.info_
-    kind = "local patch VAE (memory bank of normal patches)" if cfg.detector == "local" else f"{cfg.arch} VAE"
+    kind = title(cfg)
     if cfg.dataset == "folder" and cfg.train_dir:
         what = f"{kind} on the normal images in {cfg.train_dir}"
     elif cfg.dataset == "mvtec":

@@ -54,6 +54,9 @@ SCORES: dict[str, ScoreInfo] = {s.name: s for s in (
     ScoreInfo("local", "local detector: the anomaly map's maximum, where a pixel's value is the distance from the "
               "codes of the patches around it to their nearest normal patch codes (memory bank), over scales",
               needs=("bank",)),
+    ScoreInfo("compare", "compare detector: the anomaly map's maximum (averaged over a 9 px box), where a pixel's "
+              "value is the comparison network's belief that the image and its VAE restoration differ there by a "
+              "defect"),
     ScoreInfo("class", "entropy of the classification head's belief over the normal classes, in nats: an input "
               "that looks like no normal class in particular (models trained with --use-labels)", labels=True),
     ScoreInfo("combined", "sum of the components (Config.combine), each standardised on held-out normal data",

@@ -345,7 +345,7 @@ def train(
     if det is None:  # a torchrun worker other than rank 0: rank 0 reports
         return
     info = det.info_
-    what = "the local detector" if cfg.detector == "local" else cfg.arch
+    what = f"the {cfg.detector} detector" if cfg.detector != "global" else cfg.arch
     console.print(f"trained {what} on {info['n_train']} images in {info['train_seconds']:.1f}s "
                   f"(best epoch {info['best_epoch']}/{info['epochs_run']}); threshold {det.threshold_:.3f} on "
                   f"'{det.score_}' gives FPR {info['val_fpr']:.3f} on {info['n_val']} held-out normal images",

@@ -1,8 +1,12 @@
-"""Real-photo inspection sets in the MVTec-AD layout: crops of scikit-learn's two sample photos (china.jpg,
-flower.jpg: real pictures that ship offline), with defects planted in the test crops.
+"""Real-photo inspection sets in the MVTec-AD layout: crops of real pictures that ship offline, with defects
+planted in the test crops. Two kinds of source:
+- scenes: scikit-learn's two sample photos (china.jpg, flower.jpg);
+- textures: scikit-image's grey surface photos (brick, grass, gravel: 512 x 512), the typical inspection
+  surface; they need the `bench` extra (`pip install -e '.[bench]'`: scikit-image's wheel holds the files).
 
     python -m anomalyvae.data.photos ROOT --normal china --n-train 300 --size 128 --seed 0
     python -m anomalyvae.data.photos ROOT --normal china --n-train 30 --mixed --seed 0
+    python -m anomalyvae.data.photos ROOT --normal gravel --n-train 300 --seed 0    # texture: 5 defect kinds
 
 writes ROOT/train/good/*, ROOT/test/good/*, ROOT/test/<defect>/* and ROOT/ground_truth/<defect>/<name>_mask.png.
 
@@ -14,7 +18,10 @@ with the image:
 - paste:   a patch of the other photo pasted in (a foreign object);
 - scratch: a thin line in a colour of the photo's own, drawn across the surface;
 - smudge:  a soft disk where the picture is blurred and its contrast lowered (a stain, a wiped area);
-- rotated: a patch of the same photo, rotated by 90 or 180 degrees (right texture, wrong orientation).
+- rotated: a patch of the same photo, rotated by 90 or 180 degrees (right texture, wrong orientation);
+- stain:   a soft blot of coffee colour over part of the surface (colour where a grey texture has none);
+  textures get it besides the other four (TEXTURE_DEFECTS).
+Texture images are saved as grey pixels (R = G = B) except where a stain adds colour.
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ from pathlib import Path
 import numpy as np
 
 DEFECTS = ("paste", "scratch", "smudge", "rotated")
-PHOTOS = ("china", "flower")  # sklearn.datasets.load_sample_image's two pictures
+TEXTURE_DEFECTS = (*DEFECTS, "stain")
+SCENES = ("china", "flower")  # sklearn.datasets.load_sample_image's two pictures
+TEXTURES = ("brick", "grass", "gravel")  # skimage.data's grey textures, shipped in its wheel
+PHOTOS = (*SCENES, *TEXTURES)
+COFFEE = np.array([0.45, 0.27, 0.10])  # the stain's RGB
 SCALE = (0.7, 1.4)  # a crop covers this many times the output side of the photo
 MIXED_SIDES = (96, 200)
 MIXED_ASPECT = (0.6, 1.6)
@@ -36,12 +47,24 @@ LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as images.py converts colou
 
 
 def photo(name: str) -> np.ndarray:
-    """One of scikit-learn's sample photos as float RGB (H, W, 3) in [0, 1]."""
-    from sklearn.datasets import load_sample_image
-
+    """One of the source photos as float RGB (H, W, 3) in [0, 1] (a grey texture's three channels equal)."""
     if name not in PHOTOS:
         raise ValueError(f"unknown photo {name!r}; choose from {', '.join(PHOTOS)}")
-    return load_sample_image(f"{name}.jpg").astype(np.float64) / 255.0
+    if name in SCENES:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg").astype(np.float64) / 255.0
+    try:
+        import skimage.data
+    except ImportError:
+        raise ValueError(f"the {name} texture ships with scikit-image; install it: pip install -e '.[bench]'") from None
+    return np.repeat(getattr(skimage.data, name)().astype(np.float64)[..., None] / 255.0, 3, axis=2)
+
+
+def other_photo(name: str) -> str:
+    """The source whose patches a `paste` defect puts into crops of `name`: another scene or texture."""
+    group = SCENES if name in SCENES else TEXTURES
+    return group[(group.index(name) + 1) % len(group)]
 
 
 def _resample(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -118,8 +141,20 @@ def plant(img: np.ndarray, defect: str, normal: np.ndarray, other: np.ndarray,
         smeared = mean + 0.5 * (blurred - mean) + rng.uniform(-0.12, 0.12)
         out = img + blend[..., None] * (smeared - img)
         mask = blend > 0.5
+    elif defect == "stain":
+        cx, cy = rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)
+        rx, ry, angle = rng.uniform(7, 14) * s, rng.uniform(7, 14) * s, rng.uniform(0, math.pi)
+        yy, xx = np.mgrid[0:h, 0:w] + 0.5
+        u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
+        v = (yy - cy) * math.cos(angle) - (xx - cx) * math.sin(angle)
+        d = np.sqrt((u / rx) ** 2 + (v / ry) ** 2)
+        blend = np.clip(1.5 - d, 0, 1) * rng.uniform(0.35, 0.6)
+        # the surface shows through: its brightness modulates the coffee colour
+        luma = (img @ LUMA)[..., None]
+        out = img + blend[..., None] * (COFFEE * (0.5 + luma) - img)
+        mask = d < 1.0
     else:
-        raise ValueError(f"unknown defect {defect!r}; choose from {', '.join(DEFECTS)}")
+        raise ValueError(f"unknown defect {defect!r}; choose from {', '.join(TEXTURE_DEFECTS)}")
     return np.clip(out, 0, 1), mask
 
 
@@ -144,11 +179,13 @@ def _shape(size: int, mixed: bool, rng: np.random.Generator) -> tuple[int, int]:
 
 def generate(root: str | os.PathLike, normal: str = "china", n_train: int = 300, n_test_good: int = 40,
              n_per_defect: int = 20, size: int = 128, mixed: bool = False, seed: int = 0,
-             defects: tuple[str, ...] = DEFECTS) -> Path:
-    """Write one protocol's dataset under `root` (MVTec-AD layout); the same arguments write the same bytes."""
+             defects: tuple[str, ...] | None = None) -> Path:
+    """Write one protocol's dataset under `root` (MVTec-AD layout); the same arguments write the same bytes.
+    `defects` None: DEFECTS for a scene, TEXTURE_DEFECTS for a texture."""
     root = Path(root)
     src = photo(normal)
-    other = photo(next(p for p in PHOTOS if p != normal))
+    other = photo(other_photo(normal))
+    defects = defects or (TEXTURE_DEFECTS if normal in TEXTURES else DEFECTS)
 
     def image(rng: np.random.Generator) -> tuple[np.ndarray, str]:
         h, w = _shape(size, mixed, rng)
@@ -174,7 +211,9 @@ def generate(root: str | os.PathLike, normal: str = "china", n_train: int = 300,
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m anomalyvae.data.photos", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="folder to write (MVTec-AD layout)")
-    p.add_argument("--normal", choices=PHOTOS, default="china", help="the photo normal images are cropped from")
+    p.add_argument("--normal", choices=PHOTOS, default="china",
+                   help="the photo normal images are cropped from: a scene (china, flower) or a texture (brick, grass, "
+                        "gravel; needs scikit-image)")
     p.add_argument("--n-train", type=int, default=300, help="normal training images [300]")
     p.add_argument("--n-test-good", type=int, default=40, help="normal test images [40]")
     p.add_argument("--n-per-defect", type=int, default=20, help="test images per defect kind [20]")
@@ -184,8 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     root = generate(a.root, a.normal, a.n_train, a.n_test_good, a.n_per_defect, a.size, a.mixed, a.seed)
     what = f"{MIXED_SIDES[0]}-{MIXED_SIDES[1]} px, mixed" if a.mixed else f"{a.size} px"
-    print(f"wrote {a.n_train} training and {a.n_test_good + a.n_per_defect * len(DEFECTS)} test crops of "
-          f"{a.normal}.jpg ({what}; defects: {', '.join(DEFECTS)}) to {root}")
+    defects = TEXTURE_DEFECTS if a.normal in TEXTURES else DEFECTS
+    print(f"wrote {a.n_train} training and {a.n_test_good + a.n_per_defect * len(defects)} test crops of "
+          f"{a.normal} ({what}; defects: {', '.join(defects)}) to {root}")
 
 
 if __name__ == "__main__":

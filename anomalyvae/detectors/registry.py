@@ -31,6 +31,8 @@ class Detector:
     module: str  # under anomalyvae.detectors
     help: str
     scores: tuple[str, ...]  # what it computes (scores.py describes each); "class" only with use_labels
+    title: str = ""  # what its network is, in names and summaries; "" for the global VAE: its architecture's
+    peak: str = "peak"  # the score that is each image's anomaly-map maximum (images)
 
     def load(self) -> ModuleType:
         return importlib.import_module(f"anomalyvae.detectors.{self.module}")
@@ -40,7 +42,11 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("global", "images", "whole", "one VAE of whole images: class datasets, and folders on request",
              ("recon", "elbo", "iwae", "blur", "peak", "latent", "knn", "hknn", "class", "combined")),
     Detector("local", "images", "local", "a VAE of image patches with a memory bank of their normal codes: "
-             "photos and inspection images (the default for folders and MVTec-AD layouts)", ("local",)),
+             "photos and inspection images (the default for folders and MVTec-AD layouts)", ("local",),
+             title="local patch VAE (memory bank of normal patches)", peak="local"),
+    Detector("compare", "images", "compare", "a VAE that restores images and a network that compares each image "
+             "with its restoration, trained on defects made from the normal images: textures and inspection "
+             "surfaces", ("compare",), title="compare (restoring VAE + learned comparison)", peak="compare"),
     Detector("global", "features", "rows", "one VAE of table rows with a memory bank of the normal rows",
              ("recon", "elbo", "iwae", "latent", "knn", "xknn", "class", "combined")),
     Detector("windows", "series", "series", "a Donut-style VAE of sliding windows of a time series, a score per "
@@ -58,6 +64,16 @@ def lookup(input_kind: str, name: str) -> Detector:
             return d
     ok = [d.name for d in DETECTORS if d.inputs == input_kind]
     raise ValueError(f"no {name!r} detector for {input_kind}; choose from {', '.join(ok)}")
+
+
+def of(cfg) -> Detector:
+    """The detector a resolved Config names."""
+    return lookup(cfg.input_kind, cfg.detector)
+
+
+def title(cfg) -> str:
+    """What a model's network is, in words: the detector's title, or the global VAE's architecture."""
+    return of(cfg).title or f"{cfg.arch} VAE"
 
 
 def image_help() -> str:

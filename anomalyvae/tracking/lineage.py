@@ -12,6 +12,7 @@ from typing import Any
 
 from ..data.classes import format_classes, parse_classes
 from ..config import IDX_DATASETS
+from ..detectors.registry import title
 from ..errors import DataError
 
 # What MLflow's dataset inputs call the role of each one (mlflow.data.context): the run page shows it as a badge.
@@ -198,9 +199,11 @@ def test_input(test, y_true, normal: list[int], origin: TestOrigin) -> DataRef:
 
 
 def kind(cfg) -> str:
-    """What names call the model: 'local' for the local detector, else its architecture ('conv', 'mlp'), with
-    '-labels' for one that learnt the normal classes' labels (use_labels)."""
-    return "local" if cfg.detector == "local" else cfg.arch + ("-labels" if getattr(cfg, "use_labels", False) else "")
+    """What names call the model: the detector's name ('local', 'compare'), or for the global VAE its
+    architecture ('conv', 'mlp'), with '-labels' for one that learnt the normal classes' labels (use_labels)."""
+    if cfg.input_kind == "images" and cfg.detector != "global":
+        return cfg.detector
+    return cfg.arch + ("-labels" if getattr(cfg, "use_labels", False) else "")
 
 
 def model_name(cfg) -> str:
@@ -254,7 +257,7 @@ def train_description(cfg, n_train: int, n_val: int, model_dir: Path) -> str:
         what = f"the MVTec-AD folder `{cfg.resolved_data_dir()}` (its train/good images)"
     else:
         what = f"{cfg.dataset} classes {format_classes(parse_classes(cfg.normal))}"
-    model = "local (patch VAE + memory bank)" if cfg.detector == "local" else f"{cfg.arch} VAE"
+    model = title(cfg)
     if getattr(cfg, "use_labels", False):
         model += " that also learns the normal classes' labels"
     subset = f", --limit {cfg.limit}" if cfg.limit is not None else ""

@@ -26,6 +26,8 @@ def prior_samples(det, n: int = 64, seed: int = SEED, label: int | None = None) 
     from .model import class_logits
 
     model = det.model_.eval()
+    if hasattr(model, "sample_prior"):  # a spatial code (the compare detector's restorer): its own shape
+        return model.sample_prior(n, det.input_shape_, torch.Generator().manual_seed(seed)).float().cpu()
     latent = model.fc_mu.out_features
     p = next(model.parameters())
     draws = n if label is None else n * DRAWS_PER_SAMPLE
