@@ -209,6 +209,10 @@ def load_train(cfg: Config) -> TrainData:
             if not len(arr):
                 raise DataError(f"no readable images in {root / 'train' / 'good'}"
                                 + (f" (e.g. {skipped[0].path}: {skipped[0].error})" if skipped else ""))
+        folder = cfg.train_dir if cfg.dataset == "folder" else cfg.resolved_data_dir() / "train" / "good"
+        if len(arr) > 1 and (arr == arr[:1]).all():
+            raise DataError(f"all {len(arr)} images in {folder} are the same picture; the detector needs varied "
+                            "normal images to learn what normal looks like: add normal images that differ")
         data = Split(as_nchw(arr), torch.full((len(arr),), -1, dtype=torch.int64))
     else:
         normal = parse_classes(cfg.normal)
