@@ -112,6 +112,26 @@ def test_heat_map_captions_name_each_images_folder(colour_model, root, cli, tmp_
     assert len(captions) == 3 and all(c.startswith("spot/") for c in captions), captions
 
 
+def test_test_images_of_another_size_than_the_training_ones_get_the_resize_rule_once_in_one_line(
+        colour_model, root, cli, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    for name in ("000.png", "001.png"):  # two files of another size: still one line
+        path = copy / "test" / "good" / name
+        Image.open(path).resize((64, 40)).save(path)
+    code, out, err = cli("evaluate", "--model", colour_model, "--data-dir", copy, "--no-tracking",
+                         "--out", tmp_path / "ev")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "another size than the training images" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: "), err
+    assert "(64x40; trained on 48x48)" in lines[0] and "resized to the model's 32x32" in lines[0]
+    assert "aspect ratio ignored" in lines[0]
+    code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev2")
+    assert code == 0 and "another size" not in err, err
+
+
 def test_an_mvtec_root_without_train_good_is_one_line_naming_the_layout(cli, tmp_path):
     (tmp_path / "r" / "train").mkdir(parents=True)
     code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", tmp_path / "r", "--no-tracking")

@@ -99,6 +99,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         "normal_classes": parse_classes(cfg.normal) if cfg.dataset in IDX_DATASETS else [],
         "class_names": CLASS_NAMES.get(cfg.dataset, []),
         "mlflow_run_id": tracker.run_id,
+        "file_sizes": [list(s) for s in data.sizes],  # what evaluate compares test files with (testsets.note_sizes)
     }
     det = AnomalyVAE.from_config(cfg)
     result = det.fit_splits(cfg, data.train, data.val, out=out if distributed.is_main() else None, resume=resume,
