@@ -450,7 +450,7 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
                       "epochs_run": len(result.history), "train_seconds": round(result.seconds, 2),
                       "best_val_loss": min(h.val_loss for h in result.history),
                       "val_fpr": realized_fpr(main, self.threshold_), **extra}
-        self.info_["warnings"] = small_data_warnings(cfg, len(train), len(val), self)
+        self.info_["warnings"] = [*small_data_warnings(cfg, len(train), len(val), self), *extra.get("warnings", [])]
         top = lookup(cfg.input_kind, cfg.detector).peak  # each image's map maximum, for every image detector
         if top in val_scores:  # images: the top of every anomaly picture's colour scale, the highest map value
             # on held-out normal images (no second pass is needed)

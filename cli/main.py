@@ -565,6 +565,8 @@ def evaluate(
     if pixel:
         console.print("pixel AUROC per anomaly class: " + "  ".join(f"{r['class']}={r['pixel_auroc']:.3f}"
                                                                    for r in pixel), highlight=False)
+        console.print("pixel AUPRO per anomaly class: " + "  ".join(f"{r['class']}={r['pixel_aupro']:.3f}"
+                                                                   for r in pixel), highlight=False)
     if "pixel_auroc" in res:
         console.print(f"pixel AUROC {res['pixel_auroc']:.4f}  pixel AUPRO {res['pixel_aupro']:.4f}", highlight=False)
     console.print(f"AUROC {res['auroc']:.4f}", highlight=False)

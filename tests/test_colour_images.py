@@ -75,6 +75,63 @@ def test_evaluate_prints_where_the_report_is_and_each_defects_pixel_auroc(colour
             assert f"{r['class']}={r['pixel_auroc']:.3f}" in line, line
 
 
+def test_evaluate_gives_each_defect_kinds_pixel_aupro_in_its_output_json_and_report(colour_model, cli, tmp_path):
+    import re
+
+    code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev",
+                         "--metrics-out", tmp_path / "m.json")
+    assert code == 0, err
+    rows = {r["class"]: r for r in json.loads((tmp_path / "m.json").read_text())["per_class"]}
+    line = next(line for line in out.splitlines() if line.startswith("pixel AUPRO per anomaly class: "))
+    page = (tmp_path / "ev" / "report.html").read_text()
+    for d in synthetic.DEFECTS:
+        assert 0 <= rows[d]["pixel_aupro"] <= 1
+        assert f"{d}={rows[d]['pixel_aupro']:.3f}" in line, line
+        cells = re.search(rf"<tr><td>{d}</td>(.*?)</tr>", page).group(1)
+        assert f"{rows[d]['pixel_aupro']:.4f}" in cells and f"{rows[d]['pixel_auroc']:.4f}" in cells
+
+
+def test_the_reports_captions_name_each_images_folder(colour_model, cli, tmp_path):
+    import re
+
+    code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev")
+    assert code == 0, err
+    captions = re.findall(r"</b>: (\S+), class (\w+)", (tmp_path / "ev" / "report.html").read_text())
+    assert len(captions) == 16
+    assert all(re.fullmatch(rf"{cls}/\d+\.png", what) for what, cls in captions), captions
+
+
+def test_heat_map_captions_name_each_images_folder(colour_model, root, cli, tmp_path, monkeypatch):
+    from anomalyvae.evaluation import heatmaps
+
+    captions, draw = [], heatmaps.figure
+    monkeypatch.setattr(heatmaps, "figure", lambda *a, **k: captions.append(a[4]) or draw(*a, **k))
+    code, out, err = cli("score", root / "test" / "spot", "--model", colour_model, "--heatmaps", tmp_path / "maps",
+                         "--all", "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    assert len(captions) == 3 and all(c.startswith("spot/") for c in captions), captions
+
+
+def test_test_images_of_another_size_than_the_training_ones_get_the_resize_rule_once_in_one_line(
+        colour_model, root, cli, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    for name in ("000.png", "001.png"):  # two files of another size: still one line
+        path = copy / "test" / "good" / name
+        Image.open(path).resize((64, 40)).save(path)
+    code, out, err = cli("evaluate", "--model", colour_model, "--data-dir", copy, "--no-tracking",
+                         "--out", tmp_path / "ev")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "another size than the training images" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: "), err
+    assert "(64x40; trained on 48x48)" in lines[0] and "resized to the model's 32x32" in lines[0]
+    assert "aspect ratio ignored" in lines[0]
+    code, out, err = cli("evaluate", "--model", colour_model, "--no-tracking", "--out", tmp_path / "ev2")
+    assert code == 0 and "another size" not in err, err
+
+
 def test_an_mvtec_root_without_train_good_is_one_line_naming_the_layout(cli, tmp_path):
     (tmp_path / "r" / "train").mkdir(parents=True)
     code, out, err = cli("train", "--dataset", "mvtec", "--data-dir", tmp_path / "r", "--no-tracking")

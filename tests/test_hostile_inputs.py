@@ -128,6 +128,21 @@ def test_train_on_a_folder_without_usable_images_is_one_line_exit_2(tmp_path, cl
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("dataset", ["folder", "mvtec"])
+def test_train_on_a_folder_of_one_picture_repeated_is_one_line_exit_2_and_writes_no_model(tmp_path, cli, dataset):
+    root = tmp_path / "r"
+    folder = root / "train" / "good" if dataset == "mvtec" else root
+    folder.mkdir(parents=True)
+    picture = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for i in range(12):
+        Image.fromarray(picture).save(folder / f"{i:03d}.png")
+    where = ["--data-dir", root] if dataset == "mvtec" else ["--train-dir", root]
+    code, out, err = cli("train", "--dataset", dataset, *where, "--no-tracking", "--out", tmp_path / "m")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"all 12 images in {folder} are the same picture" in err and "varied normal images" in err, err
+    assert not (tmp_path / "m").exists() and "epoch" not in out
+
+
 def test_unreadable_files_and_folders_are_error_rows(tmp_path, tiny_detector):
     from anomalyvae.pipeline.files import score_paths
 

@@ -146,3 +146,36 @@ def test_sample_draws_what_the_model_thinks_is_normal_the_same_way_each_time(fit
     assert Image.open(tmp_path / "g.png").size[0] > 8 * 8
     code, out, err = cli("sample", "--model", tmp_path / "m", "--n", "0")
     assert code == 2 and "--n" in err
+
+
+def test_a_collapsed_patch_code_gets_one_warning_with_its_kl_and_the_flag_to_lower(cli, tmp_path):
+    folder = _folder(tmp_path / "imgs", [(48, 48)] * 24)
+    code, out, err = cli("train", "--dataset", "folder", "--train-dir", folder, "--epochs", "2", "--beta", "1000",
+                         "--no-tracking", "--out", tmp_path / "m")
+    assert code == 0, err
+    lines = [line for line in (out + err).splitlines() if "code is collapsed" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and lines[0].count("warning:") == 1, out + err
+    kl = json.loads((tmp_path / "m" / "model.json").read_text())["info"]["kl_per_patch"]
+    assert kl < 1 and f"KL {kl:.3g} nats a patch" in lines[0]
+    assert "memory bank" in lines[0] and "--beta" in lines[0]
+
+
+def test_a_working_patch_code_gets_no_collapse_warning(fitted):
+    assert fitted.info_["kl_per_patch"] >= 1 and fitted.info_["recon_spread"] > 0.05
+    assert not any("collapsed" in w for w in fitted.info_["warnings"])
+
+
+def test_the_kl_per_patch_is_logged_with_the_training_metrics(tmp_path):
+    from anomalyvae.pipeline.images import train_detector
+    from anomalyvae.tracking.runs import Tracker
+
+    class Recording(Tracker):
+        logged: dict = {}
+
+        def log_metrics(self, metrics, step=None):
+            self.logged.update(metrics)
+
+    folder = _folder(tmp_path / "imgs", [(48, 48)] * 12)
+    cfg = make_config(dataset="folder", train_dir=str(folder), epochs=1, beta=1000.0)
+    det, _ = train_detector(cfg, tmp_path / "m", tracker=Recording("e", enabled=False), log=lambda m: None)
+    assert Recording.logged["kl_per_patch"] == det.info_["kl_per_patch"]

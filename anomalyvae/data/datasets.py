@@ -3,7 +3,7 @@ the folder layouts of layouts.py (MVTec-AD, flat folders)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +179,23 @@ class TrainData:
     train: Split
     val: Split  # held-out normal data: early stopping and threshold calibration
     skipped: list  # image files that could not be read
+    sizes: list = field(default_factory=list)  # the image files' own distinct (W, H), at most SIZES_KEPT; [] when more
+
+
+SIZES_KEPT = 16  # distinct file sizes a model remembers; a folder of more sizes has no usual size to compare with
+
+
+def _file_sizes(paths) -> list[tuple[int, int]]:
+    """The files' distinct own (W, H), from their headers, sorted; [] when there are more than SIZES_KEPT."""
+    from .matching import file_kind
+
+    sizes = set()
+    for p in paths:
+        if (k := file_kind(p)) is not None:
+            sizes.add((k.width, k.height))
+            if len(sizes) > SIZES_KEPT:
+                return []
+    return sorted(sizes)
 
 
 def _own_size(files, arch: str) -> int:
@@ -196,20 +213,26 @@ def load_train(cfg: Config) -> TrainData:
 
     Image files are decoded at cfg.image_size in cfg.channels; channels None follows the files (images.py)."""
     skipped: list = []
+    sizes: list = []
     if cfg.dataset in ("folder", "mvtec"):
         if cfg.dataset == "folder":
             size = cfg.image_size or _own_size(iter_image_files([cfg.train_dir]), cfg.arch)
-            arr, _, skipped = load_folder(cfg.train_dir, size, cfg.channels)
+            arr, good, skipped = load_folder(cfg.train_dir, size, cfg.channels)
         else:
             from .layouts import mvtec_train
 
             root = cfg.resolved_data_dir()
             files = list(mvtec_train(root))
-            arr, _, skipped = load_files(files, cfg.image_size or _own_size(files, cfg.arch), cfg.channels)
+            arr, good, skipped = load_files(files, cfg.image_size or _own_size(files, cfg.arch), cfg.channels)
             if not len(arr):
                 raise DataError(f"no readable images in {root / 'train' / 'good'}"
                                 + (f" (e.g. {skipped[0].path}: {skipped[0].error})" if skipped else ""))
+        folder = cfg.train_dir if cfg.dataset == "folder" else cfg.resolved_data_dir() / "train" / "good"
+        if len(arr) > 1 and (arr == arr[:1]).all():
+            raise DataError(f"all {len(arr)} images in {folder} are the same picture; the detector needs varied "
+                            "normal images to learn what normal looks like: add normal images that differ")
         data = Split(as_nchw(arr), torch.full((len(arr),), -1, dtype=torch.int64))
+        sizes = _file_sizes(good)
     else:
         normal = parse_classes(cfg.normal)
         full = load_idx_split(cfg.dataset, cfg.resolved_data_dir(), "train", cfg.image_size)
@@ -222,7 +245,7 @@ def load_train(cfg: Config) -> TrainData:
     n_val = max(1, int(round(len(order) * cfg.val_fraction)))
     if len(order) - n_val < 1:
         raise DataError(f"only {len(order)} training images; need at least 2 (one to train, one to validate)")
-    return TrainData(data.subset(order[n_val:]), data.subset(order[:n_val]), skipped)
+    return TrainData(data.subset(order[n_val:]), data.subset(order[:n_val]), skipped, sizes)
 
 
 def load_test(dataset: str, data_dir: Path, size: int = 28) -> Split:

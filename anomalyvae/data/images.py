@@ -114,6 +114,14 @@ GREY_TO_COLOUR = "grey images given to a colour model were repeated to RGB"
 COLOUR_TO_GREY = "colour images given to a grey model were converted to grey (ITU-R 601 luma)"
 
 
+def other_size_note(size: tuple[int, int], trained: list[tuple[int, int]], side: int) -> str:
+    """The line that says, once, what happens to test images of another size (W, H) than the training files'."""
+    seen = ", ".join(f"{w}x{h}" for w, h in trained[:3]) + (" ..." if len(trained) > 3 else "")
+    return (f"test images of another size than the training images ({size[0]}x{size[1]}; trained on {seen}) were "
+            f"resized to the model's {side}x{side} as those were (bilinear, aspect ratio ignored, nothing cropped); "
+            "their maps are drawn at each file's own size")
+
+
 @functools.cache
 def _libpng():
     """torchvision's libpng decoding op, or None where it cannot be had: then every file goes through Pillow.

@@ -53,7 +53,20 @@ def build(det, data_dir: str | None = None, normal_dir: str | None = None, anoma
                             f"anomalies; pass --anomalies with another dataset ({', '.join(_others(cfg))}) or a folder")
     if test.anomalous.all() or not test.anomalous.any():
         raise DataError("the test set needs both normal and anomalous images to be evaluated")
+    if notes is not None:
+        note_sizes(det, test, notes)
     return test
+
+
+def note_sizes(det, test: TestSet, notes: set[str]) -> None:
+    """Add images.other_size_note to `notes` when a test file's own size is none of the training files' (a model
+    trained on files of more sizes than datasets.SIZES_KEPT, or on a class dataset, has no usual size)."""
+    from .images import other_size_note
+
+    trained = [tuple(s) for s in det.info_.get("file_sizes") or []]
+    odd = next(((w, h) for h, w in test.shapes or [] if (w, h) not in trained), None)
+    if trained and odd is not None:
+        notes.add(other_size_note(odd, trained, det.input_shape_[-1]))
 
 
 def _others(cfg: Config) -> list[str]:

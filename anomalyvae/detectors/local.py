@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..config import Config
 from ..data.datasets import Split
 from ..errors import AnomalyVAEError
-from ..vae.model import MLPVAE, as_float
+from ..vae.model import MLPVAE, as_float, kl_divergence
 from ..vae.runtime import batch_for, batches
 from .maps import MAP_SIGMA, smooth
 from .memory import MemoryBank
@@ -40,6 +40,12 @@ SCORE_IMAGES = 32  # images scored at once: their patches' codes are searched to
 # 120 test images, maps and reconstructions) 16 / 4 / 2 / 1 lists gave image AUROC 0.729 / 0.731 / 0.733 / 0.746,
 # pixel AUROC 0.826 / 0.826 / 0.827 / 0.825, in 3.9 / 2.4 / 1.8 / 1.5 s
 PROBE = 2
+# A collapsed code: the patch VAE's codes say little about their patches, so the banks' distances say little too.
+# A working code holds ~3 nats a patch (build_patch_model); under COLLAPSED_KL, or with reconstructions varying
+# from patch to patch under COLLAPSED_SPREAD of the variance of the patches themselves, train warns.
+COLLAPSED_KL = 1.0
+COLLAPSED_SPREAD = 0.05
+CODE_CHECK_PATCHES = 4096  # held-out patches the check looks at
 
 
 def scales_for(cfg: Config, side: int) -> list[float]:
@@ -230,6 +236,27 @@ class LocalState:
         return {"bank": bool(self.banks), "normalisation": bool(self.mean)}.get(need, False)
 
 
+@torch.inference_mode()
+def code_use(model: MLPVAE, images: torch.Tensor, scales: list[float], seed: int) -> tuple[float, float]:
+    """How much the code keeps of held-out patches: their mean KL in nats a patch, and how much their
+    reconstructions (at z = mu) vary from patch to patch as a fraction of how much the patches themselves do."""
+    model.eval()
+    x = model.prepare(training_patches(images, scales, CODE_CHECK_PATCHES, seed))
+    mu, logvar = model.encode(x)
+    rec = model.mean(model.decode(mu)).float()
+    spread = rec.var(0).mean() / x.float().var(0).mean().clamp_min(1e-12)
+    return float(kl_divergence(mu.float(), logvar.float()).mean()), float(spread)
+
+
+def collapse_warning(cfg: Config, kl: float, spread: float) -> str | None:
+    """The line train prints when the patch VAE's code is collapsed, else None."""
+    if kl >= COLLAPSED_KL and spread >= COLLAPSED_SPREAD:
+        return None
+    lower = f"lower --beta (now {cfg.beta:g}), e.g. --beta {min(0.1, cfg.beta / 10):g}"
+    return (f"the patch VAE's code is collapsed (KL {kl:.3g} nats a patch, reconstructions vary {spread:.0%} as "
+            f"much as the patches): it keeps little of each patch, so the maps rest on the memory bank alone; {lower}")
+
+
 def calibrating(cfg: Config, train: Split, val: Split, extra: dict) -> str:
     """The line that says what runs after the last optimiser step."""
     n = len(scales_for(cfg, min(train.images.shape[-2:])))
@@ -239,11 +266,16 @@ def calibrating(cfg: Config, train: Split, val: Split, extra: dict) -> str:
 
 def fit_state(model: MLPVAE, cfg: Config, train: Split, val: Split, extra: dict) -> LocalState:
     """The banks of the normal training images' patch codes, and each scale's novelty statistics on the
-    held-out images; extra gets the banks' sizes."""
+    held-out images; extra gets the banks' sizes, how much the code keeps of the held-out patches (KL nats a
+    patch, reconstruction spread) and, when that is little, a warning."""
     scales = scales_for(cfg, min(train.images.shape[-2:]))
     banks = fit_banks(model, train.images, scales, cfg)
     mean, std = calibrate_maps(model, banks, scales, val.images)
     extra["bank_codes"] = [len(b.codes) for b in banks]
+    kl, spread = code_use(model, val.images, scales, cfg.seed + 1)
+    extra["kl_per_patch"], extra["recon_spread"] = round(kl, 4), round(spread, 4)
+    if (line := collapse_warning(cfg, kl, spread)) is not None:
+        extra["warnings"] = [line]
     return LocalState(banks=banks, scales=scales, map_mean=mean, map_std=std)
 
 

@@ -141,6 +141,13 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def shown_name(path: str | os.PathLike) -> str:
+    """A file's name as captions show it: with the folder that holds it (scratch/002.png), so that files of one
+    name in two folders (test/scratch/002.png, test/good/002.png) are told apart."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def heatmap_name(path: str, roots: Sequence[str | os.PathLike] = ()) -> str:
     """The file name of a path's heat map: the path relative to the scored folder that holds it (a file scored
     by itself: its name), with / as __, and never a hidden name. `score ../imgs` gives sub__a.png.heatmap.png."""
@@ -189,7 +196,7 @@ def write_flagged(det, csv: Path, out_dir: Path, roots: Sequence[str | os.PathLi
             taken.add(name)
             own = load_image(path, None, 3)  # the file as it is, colour where it has colour
             side = ">" if score > det.threshold_ else "<="
-            caption = f"{Path(path).name}: {det.score_} {score:.3f} {side} threshold {det.threshold_:.3f}"
+            caption = f"{shown_name(path)}: {det.score_} {score:.3f} {side} threshold {det.threshold_:.3f}"
             (out_dir / name).write_bytes(png_bytes(figure(own, rec, amap, vmax, caption, labels=True)))
             written.append(out_dir / name)
     return written

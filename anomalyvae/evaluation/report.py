@@ -87,10 +87,10 @@ def write(out: Path, result: dict[str, Any], det, images: torch.Tensor, labels: 
         outcome = OUTCOMES[(truth.get(label, False), bool(scores[i] > det.threshold_))]
         outcomes.append(outcome)
         shown = load_image(paths[i], None, 3) if paths is not None else np.asarray(images[i])
-        what = html.escape(Path(paths[i]).name) if paths is not None else f"test image {i}"
+        what = heatmaps.shown_name(paths[i]) if paths is not None else f"test image {i}"
         picture = heatmaps.png_bytes(heatmaps.figure(shown, rec, amap, vmax))
-        tiles.append(f"<figure>{_img(picture, f'test image {i}')}"
-                     f"<figcaption>#{rank}: <b class=\"{outcome[0]}\">{outcome[1]}</b>: {what}, class "
+        tiles.append(f"<figure>{_img(picture, what)}"
+                     f"<figcaption>#{rank}: <b class=\"{outcome[0]}\">{outcome[1]}</b>: {html.escape(what)}, class "
                      f"{html.escape(name)} ({outcome[2]}), {det.score_} {scores[i]:.2f}</figcaption></figure>")
     tally = ", ".join(f"{outcomes.count(o)} {o[1]}" for o in OUTCOMES.values() if o in outcomes)
     kpis = [("AUROC", result["auroc"]), ("AUPRC", result["auprc"]), ("threshold", result["threshold"]),

@@ -99,6 +99,7 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
         "normal_classes": parse_classes(cfg.normal) if cfg.dataset in IDX_DATASETS else [],
         "class_names": CLASS_NAMES.get(cfg.dataset, []),
         "mlflow_run_id": tracker.run_id,
+        "file_sizes": [list(s) for s in data.sizes],  # what evaluate compares test files with (testsets.note_sizes)
     }
     det = AnomalyVAE.from_config(cfg)
     result = det.fit_splits(cfg, data.train, data.val, out=out if distributed.is_main() else None, resume=resume,
@@ -122,7 +123,8 @@ def train_detector(cfg: Config, out: Path | None = None, resume: bool = False, t
     tracker.log_artifact(out / "model.json", "model")
     tracker.log_artifact(out / "history.json", "model")
     tracker.log_model(out, example=data.val.images[:2])  # pyfunc flavour: mlflow.pyfunc.load_model / serve
-    tracker.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.seconds})
+    code = {k: det.info_[k] for k in ("kl_per_patch", "recon_spread") if k in det.info_}  # the local detector's
+    tracker.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.seconds, **code})
     if inputs:  # the calibration, on the model's page: measured on the held-out normal images
         tracker.log_model_metrics({"threshold": det.threshold_, "val_fpr": det.info_["val_fpr"]}, inputs[1])
     tracker.attempt("describing the run", lambda: tracker.describe(
