@@ -125,10 +125,11 @@ class Config:
         own = next(d for d in REGISTRY if d.name == self.detector and d.inputs == self.input_kind)
         if self.score == "combined" and "combined" not in own.scores:  # a detector of one score: that score
             self.score = own.scores[0]
-        if self.detector == "compare":  # it works in RGB: colour on a grey surface is a defect it must see
-            if self.channels == 1:
-                raise bad("channels", "is 1 but the compare detector works in RGB; leave --channels unset or use 3")
-            self.channels = 3
+        if own.channels and self.input_kind == "images":  # the compare detector: RGB, so colour on grey shows
+            if self.channels not in (None, own.channels):
+                raise bad("channels", f"is {self.channels} but the {self.detector} detector works in "
+                          f"{own.channels} channels; leave --channels unset or use {own.channels}")
+            self.channels = own.channels
         if self.input_kind == "series" and self.score == "combined":
             self.score = "recon"  # measured on NAB: benchmarks/series.py
         if self.arch == "auto":

@@ -292,8 +292,15 @@ class AnomalyVAE(OutlierMixin, BaseEstimator):
             return torch.from_numpy(np.array(arr, dtype=np.float64))
         images = inputs.to_images(X, None if reset else self.input_shape_)
         if reset:
-            if self.channels is not None:
-                images, _ = inputs.match_channels(images, self.channels)
+            from .detectors.registry import own_channels
+
+            want = self.channels or own_channels(self.detector)
+            if want is not None:
+                images, note = inputs.match_channels(images, want)
+                if note and self.channels is None:  # the detector's own rule, not the user's: say it
+                    import warnings
+
+                    warnings.warn(note, UserWarning, stacklevel=3)
             h, w = images.shape[-2:]
             if self.image_size is None and h != w:
                 raise InvalidInput(f"images are {h}x{w}, not square; pass image_size=N to resize them to NxN")

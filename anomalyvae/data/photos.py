@@ -20,7 +20,9 @@ with the image:
 - smudge:  a soft disk where the picture is blurred and its contrast lowered (a stain, a wiped area);
 - rotated: a patch of the same photo, rotated by 90 or 180 degrees (right texture, wrong orientation);
 - stain:   a soft blot of coffee colour over part of the surface (colour where a grey texture has none);
-  textures get it besides the other four (TEXTURE_DEFECTS).
+- swirl:   a disk where the surface is twisted about its centre (a fold, a bent or pressed region: the
+  texture's own pixels, moved);
+  textures get these two besides the other four (TEXTURE_DEFECTS).
 Texture images are saved as grey pixels (R = G = B) except where a stain adds colour.
 """
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 DEFECTS = ("paste", "scratch", "smudge", "rotated")
-TEXTURE_DEFECTS = (*DEFECTS, "stain")
+TEXTURE_DEFECTS = (*DEFECTS, "stain", "swirl")
 SCENES = ("china", "flower")  # sklearn.datasets.load_sample_image's two pictures
 TEXTURES = ("brick", "grass", "gravel")  # skimage.data's grey textures, shipped in its wheel
 PHOTOS = (*SCENES, *TEXTURES)
@@ -153,6 +155,19 @@ def plant(img: np.ndarray, defect: str, normal: np.ndarray, other: np.ndarray,
         luma = (img @ LUMA)[..., None]
         out = img + blend[..., None] * (COFFEE * (0.5 + luma) - img)
         mask = d < 1.0
+    elif defect == "swirl":
+        from scipy.ndimage import map_coordinates
+
+        cx, cy = rng.uniform(0.25 * w, 0.75 * w), rng.uniform(0.25 * h, 0.75 * h)
+        r = rng.uniform(12, 20) * s
+        yy, xx = np.mgrid[0:h, 0:w] + 0.5
+        dy, dx = yy - cy, xx - cx
+        t = np.clip(1 - np.sqrt(dx ** 2 + dy ** 2) / r, 0, 1)
+        turn = rng.choice([-1, 1]) * rng.uniform(1.5, 3.0) * t ** 2  # radians, most at the centre
+        sy, sx = cy + dy * np.cos(turn) - dx * np.sin(turn), cx + dx * np.cos(turn) + dy * np.sin(turn)
+        out = np.stack([map_coordinates(img[..., c], [sy - 0.5, sx - 0.5], order=1, mode="reflect")
+                        for c in range(3)], axis=-1)
+        mask = np.hypot(dx, dy) < 0.8 * r  # beyond, pixels move by under a pixel or two
     else:
         raise ValueError(f"unknown defect {defect!r}; choose from {', '.join(TEXTURE_DEFECTS)}")
     return np.clip(out, 0, 1), mask

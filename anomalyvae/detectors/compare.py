@@ -12,14 +12,16 @@ restoration knows which differences are the texture's own and which are not.
 - The comparer (`Comparer`), a small U-Net, reads the image and its restoration (six channels) and gives a
   defect logit per pixel; it learns the masks of the made defects (focal loss).
 - The made defects (`make_defects`): blobs from thresholded smooth noise (Perlin-like, at several scales)
-  filled with a part of another normal image of the batch (rotated, flipped, brightened or darkened) or with a
-  plain colour, blended with a random opacity. Half of each batch stays clean. Thin lines (scratches) and
-  blur are never made: a benchmark reports those kinds apart, as defects the training never saw.
+  filled with a part of another normal image of the batch (rotated, flipped, brightened or darkened), a plain
+  colour, or the image blurred, blended with a random opacity. Half of each batch stays clean. Thin lines,
+  foreign textures and distortions of the surface's geometry are never made: a benchmark reports those kinds
+  apart, as defects the training never saw.
 - Colour: the detector always works in RGB, so colour on a grey surface (a stain) stays visible; grey files
   are repeated to three channels, and the loader says so once.
 
 The anomaly map is the comparer's defect probability smoothed as every map is (maps.MAP_SIGMA); the image
-score `compare` is the map's maximum after a box average over BOX px of the side (a region, not one pixel).
+score `compare` is the map's maximum. (A 9 px box average before the maximum, as DRAEM pools, lost 0.04-0.05
+image AUROC on brick and gravel, 150 crops, one seed: benchmarks/probes/texture_probe.py.)
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ BETA = 1.0  # the KL's weight in the restorer's loss
 STEPS = 2400  # optimiser steps (batch BATCH) when cfg.epochs is unset
 BATCH = 8
 CROP = 96  # training crops' side: the networks are convolutional, so they score any size
-BOX = 9  # px of the box average before the image score's maximum
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -61,12 +62,12 @@ class Restorer(nn.Module):
     def __init__(self, width: int = 16, latent: int = 8):
         super().__init__()
         w = width
-        self.encoder = nn.Sequential(_conv(3, w), _conv(w, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, 2),
-                                     _conv(4 * w, 4 * w))
+        # no layer at full resolution but the last: they cost the most and a code at 1/8 needs none
+        self.encoder = nn.Sequential(_conv(3, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
         self.to_stats = nn.Conv2d(4 * w, 2 * latent, 1)
         up = lambda cin, cout: nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, cout))
         self.decoder = nn.Sequential(nn.Conv2d(latent, 4 * w, 1), _conv(4 * w, 4 * w), up(4 * w, 2 * w),
-                                     up(2 * w, w), up(w, w), nn.Conv2d(w, 3, 3, 1, 1))
+                                     up(2 * w, w), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w, 3, 3, 1, 1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.encoder(x * 2 - 1)).chunk(2, dim=1)
@@ -87,13 +88,13 @@ class Comparer(nn.Module):
     def __init__(self, width: int = 16):
         super().__init__()
         w = width
-        self.d0 = nn.Sequential(_conv(6, w), _conv(w, w))
+        self.d0 = _conv(6, w)  # one layer at full resolution: thin lines need it, and it costs the most
         self.d1 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
         self.d2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
         self.d3 = nn.Sequential(_conv(4 * w, 4 * w, 2), _conv(4 * w, 4 * w))
         self.u2 = _conv(8 * w, 4 * w)
         self.u1 = _conv(6 * w, 2 * w)
-        self.u0 = _conv(3 * w, w)
+        self.u0 = nn.Sequential(nn.Conv2d(3 * w, w, 1), nn.SiLU())
         self.out = nn.Conv2d(w, 1, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
@@ -157,9 +158,10 @@ def noise_masks(n: int, side: tuple[int, int], gen: torch.Generator) -> torch.Te
 def make_defects(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupted copies of prepared normal images (N, 3, H, W) and their defect masks (N, H, W) in {0, 1}.
 
-    Each defective image gets one blob (noise_masks) filled with another image of the batch, turned by a
-    multiple of 90 degrees, maybe flipped, its brightness scaled by 0.6-1.4, or with a plain random colour; the
-    fill is blended in at an opacity of 0.3 to 1. CLEAN_SHARE of the images stay as they are (mask 0)."""
+    Each defective image gets one blob (noise_masks) filled, a third each, with another image of the batch
+    (turned by a multiple of 90 degrees, maybe flipped, its brightness scaled by 0.6-1.4), a plain random
+    colour, or the image itself blurred; the fill is blended in at an opacity of 0.3 to 1. CLEAN_SHARE of the
+    images stay as they are (mask 0)."""
     n, _, h, w = x.shape
     masks = noise_masks(n, (h, w), gen).float()
     keep = torch.rand(n, generator=gen) < CLEAN_SHARE
@@ -172,8 +174,10 @@ def make_defects(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, t
         other = other.flip(3)
     other = (other * (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen))).clamp(0, 1)
     colour = torch.rand(n, 3, 1, 1, generator=gen).expand(-1, -1, h, w)
-    plain = (torch.rand(n, 1, 1, 1, generator=gen) < 0.5).float()
-    fill = plain * colour + (1 - plain) * other
+    size = 2 * int(torch.randint(2, 6, (1,), generator=gen).item()) + 1
+    soft = box_blur(box_blur(x, size), size)  # the image itself, blurred: a worn or out-of-focus region
+    kind = torch.randint(0, 3, (n, 1, 1, 1), generator=gen)
+    fill = torch.where(kind == 0, colour, torch.where(kind == 1, other, soft))
     opacity = 0.3 + 0.7 * torch.rand(n, 1, 1, 1, generator=gen)
     m = masks[:, None] * opacity
     return x * (1 - m) + fill * m, masks
@@ -296,11 +300,6 @@ def maps_of(net: CompareNet, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return smooth(torch.sigmoid(logits), MAP_SIGMA), rec
 
 
-def box_max(maps: torch.Tensor) -> torch.Tensor:
-    """Each map's maximum after a BOX x BOX average: the image score reads a region, not one pixel."""
-    return box_blur(maps[:, None], BOX)[:, 0].flatten(1).amax(1)
-
-
 @dataclasses.dataclass
 class CompareState:
     """What the compare detector keeps besides its networks: the `compare` score's mean and spread on the
@@ -345,8 +344,8 @@ def state_from_saved(tensors: dict[str, torch.Tensor], meta: dict) -> CompareSta
 
 def score_batch(model: CompareNet, raw: torch.Tensor, state: CompareState, cfg: Config, which,
                 precision: str = "float32"):
-    """The `compare` score of one batch of raw images (box_max of each anomaly map)."""
-    top = as_float(box_max(maps_of(model, raw)[0]))
+    """The `compare` score of one batch of raw images: each anomaly map's maximum."""
+    top = as_float(maps_of(model, raw)[0].flatten(1).amax(1))
     return {name: top for name in which}
 
 

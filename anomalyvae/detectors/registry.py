@@ -33,6 +33,7 @@ class Detector:
     scores: tuple[str, ...]  # what it computes (scores.py describes each); "class" only with use_labels
     title: str = ""  # what its network is, in names and summaries; "" for the global VAE: its architecture's
     peak: str = "peak"  # the score that is each image's anomaly-map maximum (images)
+    channels: int | None = None  # the image channels it always works in; None: the data's
 
     def load(self) -> ModuleType:
         return importlib.import_module(f"anomalyvae.detectors.{self.module}")
@@ -46,7 +47,7 @@ DETECTORS: tuple[Detector, ...] = (
              title="local patch VAE (memory bank of normal patches)", peak="local"),
     Detector("compare", "images", "compare", "a VAE that restores images and a network that compares each image "
              "with its restoration, trained on defects made from the normal images: textures and inspection "
-             "surfaces", ("compare",), title="compare (restoring VAE + learned comparison)", peak="compare"),
+             "surfaces", ("compare",), title="compare (restoring VAE + learned comparison)", peak="compare", channels=3),
     Detector("global", "features", "rows", "one VAE of table rows with a memory bank of the normal rows",
              ("recon", "elbo", "iwae", "latent", "knn", "xknn", "class", "combined")),
     Detector("windows", "series", "series", "a Donut-style VAE of sliding windows of a time series, a score per "
@@ -69,6 +70,11 @@ def lookup(input_kind: str, name: str) -> Detector:
 def of(cfg) -> Detector:
     """The detector a resolved Config names."""
     return lookup(cfg.input_kind, cfg.detector)
+
+
+def own_channels(name: str) -> int | None:
+    """The image channels the detector of that name always works in (None: the data's, or unknown)."""
+    return next((d.channels for d in DETECTORS if d.name == name and d.inputs == "images"), None)
 
 
 def title(cfg) -> str:
