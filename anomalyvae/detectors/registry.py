@@ -40,14 +40,13 @@ class Detector:
 
 
 DETECTORS: tuple[Detector, ...] = (
-    Detector("global", "images", "whole", "one VAE of whole images: class datasets, and folders on request",
+    Detector("global", "images", "whole", "one VAE of whole images: class datasets",
              ("recon", "elbo", "iwae", "blur", "peak", "latent", "knn", "hknn", "class", "combined")),
     Detector("local", "images", "local", "a VAE of image patches with a memory bank of their normal codes: "
-             "photos and inspection images (the default for folders and MVTec-AD layouts)", ("local",),
+             "photos (the default for folders)", ("local",),
              title="local patch VAE (memory bank of normal patches)", peak="local"),
-    Detector("compare", "images", "compare", "a VAE that restores images and a network that compares each image "
-             "with its restoration, trained on defects made from the normal images: textures and inspection "
-             "surfaces", ("compare",), title="compare (restoring VAE + learned comparison)", peak="compare", channels=3),
+    Detector("compare", "images", "compare", "a restoring VAE and a learned comparison trained on made "
+             "defects: textures", ("compare",), title="compare (restoring VAE + learned comparison)", peak="compare", channels=3),
     Detector("global", "features", "rows", "one VAE of table rows with a memory bank of the normal rows",
              ("recon", "elbo", "iwae", "latent", "knn", "xknn", "class", "combined")),
     Detector("windows", "series", "series", "a Donut-style VAE of sliding windows of a time series, a score per "
