@@ -85,7 +85,7 @@ def test_every_named_score_is_available_through_one_method(image_model):
     names = available("images", "global")  # the global detector's; the local one's are in test_local.py
     got = est.anomaly_scores(imgs[:4], which=names)
     assert list(got) == list(names) and all(v.shape == (4,) and np.isfinite(v).all() for v in got.values())
-    assert set(names) | {"local", "xknn", "class"} == set(NAMES)  # xknn: feature vectors; class: use_labels
+    assert set(names) | {"local", "compare", "xknn", "class"} == set(NAMES)  # xknn: feature vectors; class: use_labels
     with pytest.raises(ValueError, match="--use-labels"):
         est.anomaly_scores(imgs[:4], which=["class"])
     with pytest.raises(ValueError, match="not computed by the global detector"):
