@@ -143,7 +143,7 @@ class Config:
         if self.use_labels and self.dataset in LAYOUT_DATASETS:
             raise bad("use_labels", f"needs the normal data's classes, which --dataset {self.dataset} does not have; "
                       "use a class dataset (mnist, fashion-mnist) or AnomalyVAE(use_labels=True).fit(X, y)")
-        if self.use_labels and self.detector in ("local", "compare"):
+        if self.use_labels and self.input_kind == "images" and "class" not in own.scores:
             raise bad("use_labels", "needs the global detector (class labels describe whole images); "
                       "add --detector global")
         if self.combine is None:

@@ -192,8 +192,8 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
 
 
 def losses(net: CompareNet, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """One batch's training loss: made defects, the restorer's negative ELBO of the clean images per pixel,
-    the comparer's focal loss on the made masks."""
+    """One batch's training loss (the restorer's negative ELBO of the clean images per pixel plus the
+    comparer's focal loss on the made masks) and its reconstruction and KL terms per image, for the history."""
     bad, mask = make_defects(x, gen)
     rec, mu, logvar = net.restorer(bad)
     recon = (rec - x).pow(2).sum((1, 2, 3)) / (2 * SIGMA ** 2)
@@ -202,7 +202,7 @@ def losses(net: CompareNet, x: torch.Tensor, gen: torch.Generator) -> tuple[torc
     vae = (recon + BETA * kl).mean() / pixels
     logits = net.comparer(bad, rec.detach())[:, 0]
     seg = focal_loss(logits, mask)
-    return vae + 10 * seg, {"recon": recon.mean().item(), "kl": kl.mean().item(), "seg": seg.item()}
+    return vae + 10 * seg, {"recon": recon.mean().item(), "kl": kl.mean().item()}
 
 
 def _crops(images: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor:
@@ -250,20 +250,21 @@ def train(cfg: Config, train: Split, val: Split, on_step=None, on_epoch=None, re
             t0 = time.perf_counter()
             net.train()
             order = torch.randperm(n, generator=gen)
-            sums = np.zeros(3)
+            sums = np.zeros(2)
             for i in range(per_epoch):
                 x = CompareNet.prepare(_crops(train.images[order[i * BATCH:(i + 1) * BATCH]], CROP, gen))
                 loss, parts = losses(net, x, gen)
-                if not math.isfinite(loss.item()):
-                    diverged = f"loss became {loss.item()} at epoch {epoch}, step {i + 1}"
+                loss_f = loss.item()
+                if not math.isfinite(loss_f):
+                    diverged = f"loss became {loss_f} at epoch {epoch}, step {i + 1}"
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                sums += [parts["recon"], parts["kl"], parts["seg"]]
+                sums += [parts["recon"], parts["kl"]]
                 if on_step is not None:
-                    on_step(epoch, i + 1, per_epoch, loss.item())
+                    on_step(epoch, i + 1, per_epoch, loss_f)
             if diverged:
                 break
             v = validation_loss(net, val_x, val_gen)
